@@ -1,0 +1,165 @@
+"""Datasets of the book: FashionMNIST, the 2-D butterfly curve and a sample photo.
+
+The models see data in [-1, 1] (DESIGN.md, "conventions"); :func:`to_model_range` and
+:func:`to_image_range` convert to and from images in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import settings
+
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+FULL_SIZES = {True: 60_000, False: 10_000}
+_RAW_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+# ---------------------------------------------------------------- scaling
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """Images to the models' range [-1, 1]: uint8 in 0…255 or floats in [0, 1]."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"to_model_range(): expected a tensor, got {type(x).__name__}")
+    if x.dtype == torch.uint8:
+        return x.float().div(127.5).sub(1.0)
+    if not x.is_floating_point():
+        raise ValueError(f"to_model_range(): expected uint8 or floating point, got {x.dtype}")
+    return x * 2.0 - 1.0
+
+
+def to_image_range(x: torch.Tensor) -> torch.Tensor:
+    """Back from [-1, 1] to images in [0, 1], clamped (samples can overshoot a little)."""
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise ValueError("to_image_range(): expected a floating-point tensor in [-1, 1]")
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+# ---------------------------------------------------------------- FashionMNIST
+def _missing_files(root: Path, train: bool) -> list[Path]:
+    raw = root / "FashionMNIST" / "raw"
+    return [raw / name for name in _RAW_FILES[train] if not (raw / name).exists()]
+
+
+def _missing_data_message(root: Path, missing: list[Path], reason: str) -> str:
+    names = ", ".join(p.name for p in missing)
+    return (
+        f"FashionMNIST is not available: {reason}.\n"
+        f"  Looked in: {root / 'FashionMNIST' / 'raw'} (missing: {names})\n"
+        f"  The folder comes from ${settings.DATA_ENV} (now: "
+        f"{'set' if settings.DATA_ENV in os.environ else 'unset, so the default cache'}).\n"
+        f"  To download it, run with network access and without {settings.OFFLINE_ENV}=1, e.g.\n"
+        f"    python -c \"import ddpm_lessons as dl; dl.data.fashion_mnist(); dl.data.fashion_mnist(train=False)\"\n"
+        f"  or point {settings.DATA_ENV} at a folder that holds FashionMNIST/raw/ "
+        f"(the repository's CI uses ../shared/datasets)."
+    )
+
+
+def fashion_mnist(train: bool = True, root: str | Path | None = None):
+    """FashionMNIST through torchvision, as images in [-1, 1] of shape (1, 28, 28) and labels.
+
+    Reads from :func:`ddpm_lessons.settings.data_root` (``$DDPM_LESSONS_DATA``). Downloads what is
+    missing unless ``DDPM_LESSONS_OFFLINE=1``; then, or when the download fails, the error names the
+    folder it looked in, the variable that sets it and how to download.
+    The raw uint8 images are ``ds.data`` (N, 28, 28): the fast training path uses them directly.
+    """
+    from torchvision import datasets, transforms
+
+    if not isinstance(train, bool):
+        raise ValueError(f"fashion_mnist(): train must be True or False, got {train!r}")
+    root = Path(root).expanduser() if root is not None else settings.data_root()
+    missing = _missing_files(root, train)
+    if missing and settings.offline():
+        raise FileNotFoundError(
+            _missing_data_message(root, missing, f"offline mode ({settings.OFFLINE_ENV}=1)")
+        )
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Lambda(to_model_range)])
+    try:
+        return datasets.FashionMNIST(str(root), train=train, download=bool(missing), transform=transform)
+    except (OSError, RuntimeError) as error:  # no network, a proxy, a full disk, ...
+        raise FileNotFoundError(
+            _missing_data_message(root, missing or _missing_files(root, train), f"download failed ({error})")
+        ) from error
+
+
+def fashion_mnist_tensors(train: bool = True, root: str | Path | None = None):
+    """The whole split as tensors: uint8 images (N, 1, 28, 28) and int64 labels (N,)."""
+    ds = fashion_mnist(train=train, root=root)
+    return ds.data.unsqueeze(1).clone(), ds.targets.clone()
+
+
+def describe(ds) -> str:
+    """One line naming the split and its size, and saying plainly when it is not the full dataset."""
+    n, full = len(ds), FULL_SIZES[bool(ds.train)]
+    split = "train" if ds.train else "test"
+    if n == full:
+        return f"FashionMNIST {split}: {n:,} images (the full split)"
+    return (f"FashionMNIST {split}: {n:,} images -- a SUBSET, not the full {full:,}; "
+            "results on it are not comparable with published ones")
+
+
+# ---------------------------------------------------------------- 2-D butterfly
+def butterfly_radius(theta: torch.Tensor) -> torch.Tensor:
+    """Temple Fay's butterfly curve r(θ) = e^{cos θ} − 2 cos 4θ + sin⁵(θ/12)."""
+    return torch.exp(torch.cos(theta)) - 2.0 * torch.cos(4.0 * theta) + torch.sin(theta / 12.0) ** 5
+
+
+BUTTERFLY_SCALE = 2.0  # divides the curve so that the points have roughly unit spread
+
+
+def _butterfly_xy(theta: torch.Tensor) -> torch.Tensor:
+    r = butterfly_radius(theta)
+    return torch.stack([r * torch.sin(theta), r * torch.cos(theta)], dim=1) / BUTTERFLY_SCALE
+
+
+def butterfly_curve(num: int = 4000) -> torch.Tensor:
+    """``num`` points evenly spaced in θ along the whole curve (θ in [0, 12π]), shape (num, 2)."""
+    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
+        raise ValueError(f"butterfly_curve(): num must be an int >= 2, got {num!r}")
+    return _butterfly_xy(torch.linspace(0.0, 12.0 * math.pi, num, dtype=torch.float64)).float()
+
+
+def butterfly(n: int, noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` points on the butterfly curve (θ ~ U[0, 12π]) plus Gaussian noise of std ``noise``.
+
+    Shape (n, 2), float32, scaled by 1/2 so that the data fill roughly [-2, 2]².
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"butterfly(): n must be a positive int, got {n!r}")
+    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
+        raise ValueError(f"butterfly(): noise must be a number >= 0, got {noise!r}")
+    theta = torch.rand(n, generator=generator, dtype=torch.float64) * 12.0 * math.pi
+    points = _butterfly_xy(theta).float()
+    if noise > 0:
+        points = points + noise * torch.randn(n, 2, generator=generator)
+    return points
+
+
+# ---------------------------------------------------------------- a photo
+def sample_photo(size: int | None = 128) -> torch.Tensor:
+    """Matplotlib's bundled photo (Grace Hopper), grayscale, in [-1, 1], shape (1, H, W).
+
+    ``size`` resizes the shorter side (``None`` keeps the original 600x512).
+    """
+    import matplotlib.cbook
+    from PIL import Image
+
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+        raise ValueError(f"sample_photo(): size must be None or an int >= 8, got {size!r}")
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        image = Image.open(f).convert("L")
+        if size is not None:
+            w, h = image.size
+            scale = size / min(w, h)
+            image = image.resize((round(w * scale), round(h * scale)), Image.BICUBIC)
+        array = np.asarray(image, dtype=np.uint8).copy()
+    return to_model_range(torch.from_numpy(array).unsqueeze(0))

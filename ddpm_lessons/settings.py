@@ -1,0 +1,120 @@
+"""Run settings shared by every chapter: quick mode, budgets, device, seeding, data root, run info.
+
+Quick mode (``DDPM_LESSONS_QUICK=1``, set by the tests) runs every cell of a notebook with small
+budgets, so that one code path serves both a real run and a test run.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import time
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import torch
+
+QUICK_ENV = "DDPM_LESSONS_QUICK"
+DATA_ENV = "DDPM_LESSONS_DATA"
+OFFLINE_ENV = "DDPM_LESSONS_OFFLINE"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+QUICK: bool = _flag(QUICK_ENV)
+"""True when ``DDPM_LESSONS_QUICK=1``: notebooks and tests use the small budgets."""
+
+_run_started: float | None = None
+
+
+def budget(full, quick):
+    """The cost knob of a cell: ``full`` on a real run, ``quick`` in quick mode.
+
+    >>> steps = budget(full=20_000, quick=30)
+    """
+    for name, value in (("full", full), ("quick", quick)):
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise ValueError(f"budget(): {name} must be a positive number, got {value!r}")
+        if value <= 0:
+            raise ValueError(f"budget(): {name} must be positive, got {value!r}")
+    if quick > full:
+        raise ValueError(
+            f"budget(): the quick value ({quick!r}) must not exceed the full one ({full!r}); "
+            "quick mode is the cheap version of the same cell"
+        )
+    return quick if QUICK else full
+
+
+def offline() -> bool:
+    """True when ``DDPM_LESSONS_OFFLINE=1``: nothing is downloaded."""
+    return _flag(OFFLINE_ENV)
+
+
+def get_device() -> torch.device:
+    """The fastest device available: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (all devices), so a run can be repeated."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed_everything(): seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def data_root() -> Path:
+    """Where datasets live: ``$DDPM_LESSONS_DATA``, else a per-user cache folder."""
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ddpm-lessons" / "data"
+
+
+def device_name(device: torch.device | None = None) -> str:
+    """A readable name of the device, e.g. ``cuda (NVIDIA T4)`` or ``cpu (2 threads)``."""
+    device = device or get_device()
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return device.type
+
+
+def run_info() -> dict:
+    """Print and return what a reader needs to judge a run: versions, device, mode, data root.
+
+    Also starts the clock that :func:`elapsed` reads, so a notebook can print its own run time.
+    """
+    global _run_started
+    _run_started = time.perf_counter()
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device_name(),
+        "mode": "quick (small budgets, for tests)" if QUICK else "full",
+        "data root": str(data_root()),
+        "offline": offline(),
+    }
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:>{width}}: {value}")
+    return info
+
+
+def elapsed() -> float:
+    """Seconds since :func:`run_info` was called (the notebook's run time)."""
+    if _run_started is None:
+        raise RuntimeError("elapsed(): call run_info() first, at the top of the notebook")
+    return time.perf_counter() - _run_started

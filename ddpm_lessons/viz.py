@@ -1,0 +1,161 @@
+"""Pictures of the book: image grids, loss curves, 2-D scatter plots and animated GIFs.
+
+Images are tensors in the models' range [-1, 1] unless a function says otherwise.
+"""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .data import to_image_range
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """A batch (B, C, H, W) in [-1, 1] as one grid image (3, H', W') in [0, 1] (torchvision's make_grid)."""
+    from torchvision.utils import make_grid
+
+    if not torch.is_tensor(images) or images.dim() != 4:
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"image_grid(): expected a batch of shape (B, C, H, W), got {shape}")
+    return make_grid(to_image_range(images.detach().float().cpu()), nrow=nrow, padding=padding, pad_value=1.0)
+
+
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None,
+                labels: Sequence[str] | None = None):
+    """Show a batch in [-1, 1] as a grid; ``labels`` (one per image) become the title lines."""
+    grid = image_grid(images, nrow=nrow)
+    if ax is None:
+        width = min(12.0, 1.2 * min(nrow, len(images)) + 0.5)
+        rows = -(-len(images) // nrow)
+        _, ax = plt.subplots(figsize=(width, width * rows / min(nrow, len(images)) + 0.3))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if labels is not None:
+        lines = [", ".join(labels[i:i + nrow]) for i in range(0, len(labels), nrow)]
+        ax.set_title("\n".join(lines), fontsize=8)
+    elif title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_loss(history: Sequence[float], smooth: int = 50, ax=None, log: bool = True,
+              title: str = "training loss"):
+    """Loss per step, raw and as a moving average over ``smooth`` steps."""
+    values = np.asarray(list(history), dtype=float)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError("plot_loss(): expected a non-empty sequence of numbers")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(values, alpha=0.3, label="per step")
+    window = max(1, min(smooth, len(values) // 5 or 1))
+    if window > 1:
+        averaged = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window - 1, len(values)), averaged, label=f"mean of {window}")
+    if log and (values > 0).all():
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    return ax
+
+
+def scatter_2d(points, ax=None, title: str | None = None, curve=None, lim: float = 3.0,
+               s: float = 2.0, color: str = "C0"):
+    """2-D points (N, 2) as a scatter plot; ``curve`` (M, 2) is drawn underneath as a line."""
+    points = torch.as_tensor(points).detach().cpu()
+    if points.dim() != 2 or points.shape[1] != 2:
+        raise ValueError(f"scatter_2d(): expected points of shape (N, 2), got {tuple(points.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    if curve is not None:
+        curve = torch.as_tensor(curve).cpu()
+        ax.plot(curve[:, 0], curve[:, 1], color="0.6", lw=0.8, zorder=0)
+    ax.scatter(points[:, 0], points[:, 1], s=s, alpha=0.5, color=color, linewidths=0)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """A matplotlib figure rendered to an RGB uint8 array (H, W, 3); closes the figure."""
+    fig.canvas.draw()
+    array = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return array
+
+
+def _frame_to_uint8(frame) -> np.ndarray:
+    """One frame as uint8 (H, W) or (H, W, 3). Float tensors are in [-1, 1], float arrays in [0, 1]."""
+    if torch.is_tensor(frame):
+        frame = frame.detach().cpu()
+        if frame.dim() == 3 and frame.shape[0] in (1, 3):  # (C, H, W) -> (H, W, C)
+            frame = frame.permute(1, 2, 0)
+        if frame.is_floating_point():
+            frame = to_image_range(frame)
+        else:
+            return frame.to(torch.uint8).squeeze(-1).numpy() if frame.dim() == 3 else frame.to(torch.uint8).numpy()
+        frame = frame.numpy()
+    array = np.asarray(frame)
+    if array.dtype != np.uint8:
+        array = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    return array
+
+
+def gif_bytes(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale: int = 1) -> bytes:
+    """Encode frames as a looping GIF (imageio). ``hold_last`` seconds pause on the last frame."""
+    import imageio.v3 as iio
+
+    frames = list(frames)
+    if not frames:
+        raise ValueError("animate(): got no frames; pass a list of images (tensors or arrays)")
+    arrays = [_frame_to_uint8(f) for f in frames]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise ValueError(f"animate(): every frame must have the same shape, got {sorted(shapes)}")
+    shape = arrays[0].shape
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (3, 4)):
+        raise ValueError(f"animate(): a frame must be (H, W), (H, W, 3) or (C, H, W); got {shape}")
+    if not fps > 0:
+        raise ValueError(f"animate(): fps must be positive, got {fps!r}")
+    if scale != 1:
+        arrays = [np.kron(a, np.ones((scale, scale) + (1,) * (a.ndim - 2), dtype=np.uint8)) for a in arrays]
+    durations = [1000.0 / fps] * len(arrays)
+    durations[-1] += 1000.0 * hold_last
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, np.stack(arrays), extension=".gif", duration=durations, loop=0)
+    return buffer.getvalue()
+
+
+def animate(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale: int = 1):
+    """Frames -> an animated GIF shown inline: ``IPython.display.Image(data=..., format="gif")``.
+
+    Frames are tensors in [-1, 1] ((H, W), (1, H, W) or (3, H, W)), or arrays (uint8, or floats
+    in [0, 1]), all of one shape. ``scale`` enlarges small images by pixel repetition.
+    """
+    from IPython.display import Image
+
+    return Image(data=gif_bytes(frames, fps=fps, hold_last=hold_last, scale=scale), format="gif")
+
+
+def grid_frames(trajectory: Sequence[torch.Tensor], nrow: int = 4, num_frames: int | None = 50) -> list:
+    """Turn a sampling trajectory (a list of batches, noise first) into grid images for :func:`animate`.
+
+    Keeps at most ``num_frames`` batches, evenly spaced and always including the last one.
+    """
+    trajectory = list(trajectory)
+    if not trajectory:
+        raise ValueError("grid_frames(): the trajectory is empty")
+    if num_frames is not None and len(trajectory) > num_frames:
+        keep = np.unique(np.linspace(0, len(trajectory) - 1, num_frames).round().astype(int))
+        trajectory = [trajectory[i] for i in keep]
+    return [image_grid(batch, nrow=nrow) * 2.0 - 1.0 for batch in trajectory]

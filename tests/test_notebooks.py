@@ -1,0 +1,70 @@
+"""Notebooks listed in _toc.yml are committed with outputs from a run, and start the same way.
+
+nbval (``--nbval-lax``) executes them; these tests check what the website shows.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_book import ROOT, toc_files
+
+MAX_BYTES = 5 * 2**20
+NOTEBOOKS = [ROOT / f"{name}.ipynb" for name in toc_files() if (ROOT / f"{name}.ipynb").exists()
+             or name.endswith("ipynb")]
+
+
+def repository_url() -> str:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+def colab_install_cell() -> str:
+    """The first code cell of every notebook: installs the module on Colab only."""
+    return (
+        "# On Colab: install the companion module (Colab's own torch is kept). Hidden on the website.\n"
+        "import sys\n"
+        "if \"google.colab\" in sys.modules:\n"
+        f"    %pip install -q \"ddpm-lessons @ git+{repository_url()}\"\n"
+    ).rstrip("\n")
+
+
+def code_cells(path: Path) -> list[dict]:
+    notebook = json.loads(path.read_text())
+    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def source(cell: dict) -> str:
+    text = cell["source"]
+    return ("".join(text) if isinstance(text, list) else text).rstrip("\n")
+
+
+def test_toc_notebooks_exist():
+    for name in toc_files():
+        if name.endswith(".ipynb") or name.split("/")[-1][:2].isdigit():
+            path = ROOT / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+            assert path.exists(), f"_toc.yml lists the notebook {path.name}, which does not exist"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_committed_with_outputs_from_a_run(path):
+    assert path.stat().st_size < MAX_BYTES, f"{path.name} weighs {path.stat().st_size / 2**20:.1f} MB (limit 5)"
+    counts = [cell.get("execution_count") for cell in code_cells(path) if source(cell)]
+    assert all(isinstance(n, int) for n in counts), f"{path.name} has unexecuted code cells"
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), \
+        f"{path.name} was not run top to bottom in one session: execution counts {counts}"
+    for cell in code_cells(path):
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{path.name} has an error output: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_starts_with_colab_cell_and_run_info(path):
+    cells = code_cells(path)
+    first, second = cells[0], cells[1]
+    assert source(first) == colab_install_cell(), f"{path.name}: the first code cell must be the shared Colab install cell"
+    assert "remove-cell" in first.get("metadata", {}).get("tags", []), f"{path.name}: tag the Colab cell remove-cell"
+    assert "import ddpm_lessons as dl" in source(second) and "dl.run_info()" in source(second)
+    printed = "".join("".join(o.get("text", "")) for o in second.get("outputs", []))
+    assert "device" in printed and "mode: full" in printed, \
+        f"{path.name}: the stored outputs must come from a full run (run_info says: {printed!r})"

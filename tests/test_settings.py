@@ -1,0 +1,77 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import ddpm_lessons as dl
+from ddpm_lessons import settings
+
+
+def test_quick_mode_is_on_in_tests():
+    assert os.environ["DDPM_LESSONS_QUICK"] == "1"
+    assert settings.QUICK is True
+    assert dl.budget(full=20_000, quick=30) == 30
+
+
+def test_budget_full_mode(monkeypatch):
+    monkeypatch.setattr(settings, "QUICK", False)
+    assert settings.budget(full=20_000, quick=30) == 20_000
+    assert settings.budget(full=0.5, quick=0.1) == 0.5
+
+
+@pytest.mark.parametrize("full, quick", [(10, 20), (0, 0), (10, 0), (-5, -10), (10, -1)])
+def test_budget_rejects_bad_values(full, quick):
+    with pytest.raises(ValueError):
+        settings.budget(full=full, quick=quick)
+
+
+@pytest.mark.parametrize("value", ["10", None, True])
+def test_budget_rejects_non_numbers(value):
+    with pytest.raises(ValueError, match="positive number"):
+        settings.budget(full=value, quick=1)
+
+
+def test_flag_parsing(monkeypatch):
+    for value, expected in [("1", True), ("true", True), ("0", False), ("", False), ("no", False)]:
+        monkeypatch.setenv("DDPM_LESSONS_OFFLINE", value)
+        assert settings.offline() is expected
+
+
+def test_data_root_from_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("DDPM_LESSONS_DATA", str(tmp_path))
+    assert settings.data_root() == tmp_path
+    monkeypatch.delenv("DDPM_LESSONS_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert settings.data_root() == tmp_path / "cache" / "ddpm-lessons" / "data"
+
+
+def test_get_device_on_this_machine():
+    device = settings.get_device()
+    assert isinstance(device, torch.device)
+    if not torch.cuda.is_available():
+        assert device.type in {"cpu", "mps"}
+
+
+def test_seed_everything_repeats_random_draws():
+    settings.seed_everything(123)
+    a = torch.randn(5)
+    settings.seed_everything(123)
+    assert torch.equal(a, torch.randn(5))
+    with pytest.raises(ValueError):
+        settings.seed_everything(-1)
+
+
+def test_run_info_prints_and_starts_clock(capsys):
+    info = settings.run_info()
+    printed = capsys.readouterr().out
+    for key in ("torch", "device", "mode", "data root"):
+        assert key in info and key in printed
+    assert "quick" in info["mode"]
+    assert 0 <= settings.elapsed() < 60
+
+
+def test_elapsed_before_run_info(monkeypatch):
+    monkeypatch.setattr(settings, "_run_started", None)
+    with pytest.raises(RuntimeError, match="run_info"):
+        settings.elapsed()
