@@ -18,6 +18,7 @@ import torch
 QUICK_ENV = "DDPM_LESSONS_QUICK"
 DATA_ENV = "DDPM_LESSONS_DATA"
 OFFLINE_ENV = "DDPM_LESSONS_OFFLINE"
+CACHE_ENV = "DDPM_LESSONS_CACHE"
 
 
 def _flag(name: str) -> bool:
@@ -79,6 +80,16 @@ def data_root() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "ddpm-lessons" / "data"
+
+
+def cache_dir() -> Path:
+    """Where trained helpers are cached (e.g. the FID classifier): ``$DDPM_LESSONS_CACHE``, else a
+    per-user cache folder. Kept apart from the data root, which may be a read-only shared folder."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ddpm-lessons" / "cache"
 
 
 def device_name(device: torch.device | None = None) -> str:

@@ -75,3 +75,12 @@ def test_elapsed_before_run_info(monkeypatch):
     monkeypatch.setattr(settings, "_run_started", None)
     with pytest.raises(RuntimeError, match="run_info"):
         settings.elapsed()
+
+
+def test_cache_dir_from_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("DDPM_LESSONS_CACHE", str(tmp_path))
+    assert settings.cache_dir() == tmp_path
+    monkeypatch.delenv("DDPM_LESSONS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert settings.cache_dir() == tmp_path / "xdg" / "ddpm-lessons" / "cache"
+    assert settings.cache_dir() != settings.data_root()

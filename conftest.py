@@ -1,5 +1,7 @@
 """Test settings: quick mode for every notebook and test, data from the offline subset when present.
 
+At the repository root so that it applies to `pytest book/02_forward_process.ipynb` too.
+
 The environment is set at import time, before any test (or nbval's kernels, which inherit it)
 imports ddpm_lessons.
 """
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 
 os.environ["DDPM_LESSONS_QUICK"] = "1"
 os.environ.setdefault("MPLBACKEND", "Agg")
