@@ -1,0 +1,90 @@
+"""Noise schedules β_1 … β_T (chapter 2).
+
+Each function returns the betas as a 1-D float64 tensor of length ``T`` (the precision matters for
+ᾱ_t, a product of up to a thousand numbers close to 1); :class:`ddpm_lessons.Diffusion` computes
+everything else from them. Index ``t`` (0-based) holds the paper's β_{t+1}.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral
+
+import torch
+
+
+def _check_T(T, name: str) -> int:
+    if isinstance(T, bool) or not isinstance(T, Integral) or T < 1:
+        raise ValueError(f"{name}(): T must be a positive integer (the number of diffusion steps), got {T!r}")
+    return int(T)
+
+
+def _check_range(beta_start, beta_end, name: str) -> None:
+    if not (0.0 < beta_start < 1.0 and 0.0 < beta_end < 1.0):
+        raise ValueError(
+            f"{name}(): beta_start and beta_end must lie in (0, 1), got {beta_start!r} and {beta_end!r}"
+        )
+
+
+def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """β_t rising linearly from ``beta_start`` to ``beta_end`` (Ho et al. 2020, sec. 4: 1e-4 … 0.02, T = 1000).
+
+    The defaults are the paper's values for T = 1000. With far fewer steps, ᾱ_T stays far from 0
+    (x_T is then not pure noise): scale both ends by 1000 / T, as Nichol & Dhariwal do.
+    """
+    T = _check_T(T, "linear_beta_schedule")
+    _check_range(beta_start, beta_end, "linear_beta_schedule")
+    return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+
+
+def quadratic_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """β_t = (linear from sqrt(β_start) to sqrt(β_end))²: slower at first, faster at the end."""
+    T = _check_T(T, "quadratic_beta_schedule")
+    _check_range(beta_start, beta_end, "quadratic_beta_schedule")
+    return torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T, dtype=torch.float64) ** 2
+
+
+def sigmoid_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02,
+                          steepness: float = 6.0) -> torch.Tensor:
+    """β_t along a sigmoid from ``beta_start`` to ``beta_end`` (flat at both ends, steepest mid-way)."""
+    T = _check_T(T, "sigmoid_beta_schedule")
+    _check_range(beta_start, beta_end, "sigmoid_beta_schedule")
+    s = torch.sigmoid(torch.linspace(-steepness, steepness, T, dtype=torch.float64))
+    return beta_start + (beta_end - beta_start) * s
+
+
+def cosine_beta_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """The cosine schedule of Nichol & Dhariwal (2021, eq. 17): ᾱ_t = f(t) / f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2).
+
+    β_t = 1 − ᾱ_t / ᾱ_{t−1}, clipped at ``max_beta`` so that the last steps stay finite (ᾱ_T = 0).
+    The offset ``s`` keeps β_1 from being tiny, so the first step adds visible noise.
+    """
+    T = _check_T(T, "cosine_beta_schedule")
+    if not 0.0 < max_beta < 1.0:
+        raise ValueError(f"cosine_beta_schedule(): max_beta must lie in (0, 1), got {max_beta!r}")
+    if not s >= 0.0:
+        raise ValueError(f"cosine_beta_schedule(): the offset s must be >= 0, got {s!r}")
+    steps = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+    alphas_cumprod = f / f[0]
+    betas = 1 - alphas_cumprod[1:] / alphas_cumprod[:-1]
+    return betas.clamp(min=0.0, max=max_beta)
+
+
+SCHEDULES = {
+    "linear": linear_beta_schedule,
+    "cosine": cosine_beta_schedule,
+    "quadratic": quadratic_beta_schedule,
+    "sigmoid": sigmoid_beta_schedule,
+}
+"""The schedules by name, e.g. ``SCHEDULES["cosine"](1000)``."""
+
+
+def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
+    """ᾱ_t = ∏_{s ≤ t} (1 − β_s) (Ho et al. 2020, eq. 4), in float64."""
+    return torch.cumprod(1 - torch.as_tensor(betas, dtype=torch.float64), dim=0)
+
+
+def log_snr(betas: torch.Tensor) -> torch.Tensor:
+    """log SNR(t) = log(ᾱ_t / (1 − ᾱ_t)) (Kingma et al. 2021): signal power over noise power in x_t."""
+    a = alphas_cumprod(betas)
+    return torch.log(a) - torch.log1p(-a)
