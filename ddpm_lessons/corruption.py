@@ -1,0 +1,133 @@
+"""Chapter 1: corrupting images, by blending with noise and by the common image noises.
+
+Images are tensors in the models' range [-1, 1] (B, C, H, W); every function works on the whole
+batch at once (no per-pixel Python loops) and takes an optional ``generator`` for repeatable noise.
+
+- :func:`corrupt`: ``x * (1 - amount) + noise * amount``, the naive denoiser's corruption.
+- :func:`gaussian_noise`, :func:`salt_and_pepper`, :func:`poisson_noise`, :func:`speckle_noise`:
+  the noises of real images. Diffusion models use the Gaussian one (chapter 2 says why).
+"""
+from __future__ import annotations
+
+from numbers import Real
+
+import torch
+
+from .data import to_image_range, to_model_range
+
+NOISE_KINDS = ("uniform", "gaussian")
+
+
+def _check_images(x, name: str) -> None:
+    if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() < 2:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        dtype = f", {x.dtype}" if torch.is_tensor(x) else ""
+        raise ValueError(
+            f"{name}(): expected a floating-point batch of images (B, C, H, W) in [-1, 1], got {shape}{dtype}"
+        )
+
+
+def _check_number(value, name: str, what: str, low: float, high: float | None = None) -> None:
+    upper = float("inf") if high is None else high
+    if isinstance(value, bool) or not isinstance(value, Real) or not low <= value <= upper:
+        raise ValueError(f"{what}: {name} must be a number in [{low}, {'inf' if high is None else high}], got {value!r}")
+
+
+def _random(shape, like: torch.Tensor, generator, kind: str) -> torch.Tensor:
+    draw = torch.rand if kind == "uniform" else torch.randn
+    return draw(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def noise_like(x: torch.Tensor, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Noise of ``x``'s shape: ``"uniform"`` on [-1, 1] (the data's range) or ``"gaussian"`` N(0, 1)."""
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"noise_like(): kind must be one of {NOISE_KINDS}, got {kind!r}")
+    noise = _random(x.shape, x, generator, kind)
+    return noise * 2.0 - 1.0 if kind == "uniform" else noise
+
+
+def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Blend images with noise (chapter 1): ``x * (1 - amount) + noise * amount``.
+
+    ``amount`` is a number or a tensor (B,) with one value per image, in [0, 1]: 0 keeps the image,
+    1 leaves pure noise. ``noise`` is ``"uniform"`` (on [-1, 1], the data's range: the chapter's
+    choice), ``"gaussian"`` (N(0, 1): the exercise, and what DDPMs use) or a tensor of ``x``'s shape.
+    """
+    _check_images(x, "corrupt")
+    amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device)
+    if amount.dim() == 0:
+        amount = amount.expand(len(x))
+    if amount.shape != (len(x),):
+        raise ValueError(
+            f"corrupt(): amount must be a number or a tensor with one value per image, shape ({len(x)},); "
+            f"got shape {tuple(amount.shape)} for a batch of {len(x)}"
+        )
+    if not torch.isfinite(amount).all() or amount.min() < 0 or amount.max() > 1:
+        raise ValueError(
+            f"corrupt(): amount must lie in [0, 1] (0 = clean, 1 = pure noise), got values from "
+            f"{amount.min().item():.3g} to {amount.max().item():.3g}"
+        )
+    if torch.is_tensor(noise):
+        if noise.shape != x.shape:
+            raise ValueError(
+                f"corrupt(): a noise tensor must have x's shape {tuple(x.shape)}, got {tuple(noise.shape)}"
+            )
+    else:
+        noise = noise_like(x, noise, generator)
+    amount = amount.view(-1, *([1] * (x.dim() - 1)))  # (B,) -> (B, 1, 1, 1): one amount per image
+    return x * (1 - amount) + noise * amount
+
+
+# ---------------------------------------------------------------- the noises of real images
+def gaussian_noise(x: torch.Tensor, std: float = 0.2, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Additive Gaussian noise ``x + std * ε``, ε ~ N(0, I): sensor read-out and thermal noise.
+
+    Not clipped: this is exactly the noise of the diffusion forward process (chapter 2).
+    """
+    _check_images(x, "gaussian_noise")
+    _check_number(std, "std", "gaussian_noise()", 0.0)
+    return x + std * _random(x.shape, x, generator, "gaussian")
+
+
+def salt_and_pepper(x: torch.Tensor, fraction: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Set a ``fraction`` of the pixels to white (+1) or black (-1), half each: dead or stuck pixels,
+    bit errors in transmission."""
+    _check_images(x, "salt_and_pepper")
+    _check_number(fraction, "fraction", "salt_and_pepper()", 0.0, 1.0)
+    hit = _random(x.shape, x, generator, "uniform") < fraction
+    salt = _random(x.shape, x, generator, "uniform") < 0.5
+    return torch.where(hit, torch.where(salt, 1.0, -1.0).to(x.dtype), x)
+
+
+def poisson_noise(x: torch.Tensor, photons: float = 20.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shot noise: light arrives as photons, so a pixel of brightness b in [0, 1] counts
+    k ~ Poisson(b · photons) of them, and shows k / photons.
+
+    The mean is the clean image; the variance b / photons grows with the brightness, and fewer
+    ``photons`` (a darker scene, a shorter exposure) make it noisier. Returned in [-1, 1] scale,
+    not clipped (a bright pixel can count more than ``photons``).
+    """
+    _check_images(x, "poisson_noise")
+    _check_number(photons, "photons", "poisson_noise()", 1e-6)
+    brightness = to_image_range(x)
+    counts = torch.poisson(brightness * photons, generator=generator)
+    return to_model_range(counts / photons)
+
+
+def speckle_noise(x: torch.Tensor, std: float = 0.3, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Multiplicative noise ``b · (1 + std · ε)`` on the brightness b in [0, 1], ε ~ N(0, I):
+    the grain of coherent imaging (ultrasound, radar, laser light). Black stays black."""
+    _check_images(x, "speckle_noise")
+    _check_number(std, "std", "speckle_noise()", 0.0)
+    brightness = to_image_range(x)
+    return to_model_range(brightness * (1 + std * _random(x.shape, x, generator, "gaussian")))
+
+
+NOISES = {
+    "Gaussian": gaussian_noise,
+    "salt and pepper": salt_and_pepper,
+    "Poisson (shot)": poisson_noise,
+    "speckle": speckle_noise,
+}
+"""The noises of real images by name, each ``f(x, generator=None)`` with its default strength."""

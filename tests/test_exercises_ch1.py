@@ -1,0 +1,197 @@
+"""Chapter 1 checkers: the reference passes; typical wrong answers are caught with a helpful message."""
+import pytest
+import torch
+from torch import nn
+
+from ddpm_lessons import exercises
+from ddpm_lessons.corruption import corrupt
+from ddpm_lessons.models import BasicUNet
+from ddpm_lessons.models.basic_unet import AmountConditionedUNet
+from ddpm_lessons.naive import denoise
+
+
+def _verdict(check, answer, capsys):
+    ok = check(answer)
+    return ok, capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- check_corrupt
+def test_check_corrupt_accepts_the_reference(capsys):
+    ok, out = _verdict(exercises.check_corrupt, lambda x, a: corrupt(x, a), capsys)
+    assert ok and "correct" in out
+
+
+def test_check_corrupt_accepts_a_typical_right_answer(capsys):
+    def student(x, amount):
+        amount = amount.view(-1, 1, 1, 1)
+        return x * (1 - amount) + (torch.rand_like(x) * 2 - 1) * amount
+    assert _verdict(exercises.check_corrupt, student, capsys)[0]
+
+
+CORRUPT_MISTAKES = {
+    "noise in [0, 1)": (lambda x, a: x * (1 - a.view(-1, 1, 1, 1)) + torch.rand_like(x) * a.view(-1, 1, 1, 1),
+                        "mean"),
+    "amount not reshaped": (lambda x, a: x * (1 - a) + (torch.rand_like(x) * 2 - 1) * a, "reshape it to (B, 1, 1, 1)"),
+    "weights swapped": (lambda x, a: x * a.view(-1, 1, 1, 1) + (torch.rand_like(x) * 2 - 1) * (1 - a.view(-1, 1, 1, 1)),
+                        "amount = 0 the image must come back unchanged"),
+    "gaussian noise": (lambda x, a: x * (1 - a.view(-1, 1, 1, 1)) + torch.randn_like(x) * a.view(-1, 1, 1, 1),
+                       "torch.rand_like(x) * 2 - 1, not torch.randn"),
+    "same noise for every image": (
+        lambda x, a: x * (1 - a.view(-1, 1, 1, 1)) + (torch.rand(1, *x.shape[1:]) * 2 - 1) * a.view(-1, 1, 1, 1),
+        "same noise"),
+    "image not weighted": (lambda x, a: x + (torch.rand_like(x) * 2 - 1) * a.view(-1, 1, 1, 1), "(1 − amount)"),
+    "one amount for all": (lambda x, a: x * (1 - a.mean()) + (torch.rand_like(x) * 2 - 1) * a.mean(),
+                           "own amount"),
+}
+
+
+def _in_place(x, a):
+    a = a.view(-1, 1, 1, 1)
+    return x.mul_(1 - a).add_((torch.rand_like(x) * 2 - 1) * a)
+
+
+CORRUPT_MISTAKES["in place"] = (_in_place, "in place")
+
+
+@pytest.mark.parametrize("name", list(CORRUPT_MISTAKES))
+def test_check_corrupt_catches_typical_mistakes(name, capsys):
+    answer, words = CORRUPT_MISTAKES[name]
+    ok, out = _verdict(exercises.check_corrupt, answer, capsys)
+    assert not ok and words in out, out
+
+
+# ---------------------------------------------------------------- check_corrupt_gaussian
+def test_check_corrupt_gaussian_accepts_the_reference(capsys):
+    ok, out = _verdict(exercises.check_corrupt_gaussian, lambda x, a: corrupt(x, a, noise="gaussian"), capsys)
+    assert ok and "correct" in out
+
+
+GAUSSIAN_MISTAKES = {
+    "uniform noise": (lambda x, a: corrupt(x, a), "not torch.rand_like(x) (uniform)"),
+    "DDPM square roots": (lambda x, a: x * (1 - a.view(-1, 1, 1, 1)).sqrt()
+                          + torch.randn_like(x) * a.view(-1, 1, 1, 1).sqrt(), "standard deviation"),
+    "noise std 0.5": (lambda x, a: x * (1 - a.view(-1, 1, 1, 1)) + 0.5 * torch.randn_like(x) * a.view(-1, 1, 1, 1),
+                      "with standard deviation 1; yours has"),
+    "noise mean 0.5": (lambda x, a: x * (1 - a.view(-1, 1, 1, 1))
+                       + (torch.randn_like(x) + 0.5) * a.view(-1, 1, 1, 1), "mean 0"),
+}
+
+
+@pytest.mark.parametrize("name", list(GAUSSIAN_MISTAKES))
+def test_check_corrupt_gaussian_catches_typical_mistakes(name, capsys):
+    answer, words = GAUSSIAN_MISTAKES[name]
+    ok, out = _verdict(exercises.check_corrupt_gaussian, answer, capsys)
+    assert not ok and words in out, out
+
+
+# ---------------------------------------------------------------- check_amount_conditioned_unet
+def test_check_amount_conditioned_unet_accepts_the_reference(capsys):
+    torch.manual_seed(0)
+    ok, out = _verdict(exercises.check_amount_conditioned_unet, AmountConditionedUNet(), capsys)
+    assert ok and "correct" in out
+
+
+class IgnoresAmount(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = BasicUNet()
+
+    def forward(self, x, amount):
+        return self.net(x)
+
+
+class AveragesAmount(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = BasicUNet(in_channels=2)
+
+    def forward(self, x, amount):
+        return self.net(torch.cat([x, torch.full_like(x, amount.mean().item())], dim=1))
+
+
+class TwoChannelsOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = BasicUNet(in_channels=2, out_channels=2)
+
+    def forward(self, x, amount):
+        return self.net(torch.cat([x, amount.view(-1, 1, 1, 1).expand_as(x)], dim=1))
+
+
+class HardCoded28(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = BasicUNet(in_channels=2)
+
+    def forward(self, x, amount):
+        return self.net(torch.cat([x, amount.view(-1, 1, 1, 1).expand(-1, 1, 28, 28)], dim=1))
+
+
+class ReturnsTuple(AmountConditionedUNet):
+    def forward(self, x, amount):
+        return super().forward(x, amount), amount
+
+
+@pytest.mark.parametrize("model_class, words", [
+    (IgnoresAmount, "ignores the amount"),
+    (AveragesAmount, "other images"),
+    (TwoChannelsOut, "output still has 1 channel"),
+    (HardCoded28, "no hard-coded 28"),
+    (ReturnsTuple, "got tuple"),
+])
+def test_check_amount_conditioned_unet_catches_typical_mistakes(model_class, words, capsys):
+    torch.manual_seed(0)
+    ok, out = _verdict(exercises.check_amount_conditioned_unet, model_class(), capsys)
+    assert not ok and words in out, out
+
+
+# ---------------------------------------------------------------- check_naive_sampler
+def test_check_naive_sampler_accepts_the_reference(capsys):
+    ok, out = _verdict(exercises.check_naive_sampler, denoise, capsys)
+    assert ok and "correct" in out
+
+
+def test_check_naive_sampler_accepts_a_typical_right_answer(capsys):
+    def student(model, x, steps):
+        for i in range(steps):
+            with torch.no_grad():
+                pred = model(x)
+            mix = 1 / (steps - i)
+            x = x * (1 - mix) + pred * mix
+        return x
+    assert _verdict(exercises.check_naive_sampler, student, capsys)[0]
+
+
+def _sampler(weight, in_place=False, calls_once=False):
+    def sampler(model, x, steps):
+        pred = model(x) if calls_once else None
+        for i in range(steps):
+            pred = pred if calls_once else model(x)
+            w = weight(i, steps)
+            if in_place:
+                x.mul_(1 - w).add_(pred * w)
+            else:
+                x = x * (1 - w) + pred * w
+        return x
+    return sampler
+
+
+SAMPLER_MISTAKES = {
+    "constant weight 1/n": (_sampler(lambda i, n: 1 / n), "prediction weights 1/2, 1/1"),
+    "off by one 1/(n-i+1)": (_sampler(lambda i, n: 1 / (n - i + 1)), "weight 1/(1 − 0) = 1"),
+    "weights swapped": (_sampler(lambda i, n: 1 - 1 / (n - i)), "prediction model(x)"),
+    "in place": (_sampler(lambda i, n: 1 / (n - i), in_place=True), "in place"),
+    "model called once": (_sampler(lambda i, n: 1 / (n - i), calls_once=True), "once per step"),
+}
+
+
+@pytest.mark.parametrize("name", list(SAMPLER_MISTAKES))
+def test_check_naive_sampler_catches_typical_mistakes(name, capsys):
+    answer, words = SAMPLER_MISTAKES[name]
+    ok, out = _verdict(exercises.check_naive_sampler, answer, capsys)
+    assert not ok and words in out, out
+
+
+def test_check_amount_conditioned_unet_catches_a_class_passed_instead_of_an_instance(capsys):
+    ok, out = _verdict(exercises.check_amount_conditioned_unet, AmountConditionedUNet, capsys)
+    assert not ok and "pass an instance" in out, out
