@@ -1,0 +1,66 @@
+"""NoiseMLP: the small time-conditioned network that predicts the noise of 2-D points (chapter 4).
+
+    x_t (B, 2) ─ Linear ─ (+ time) ─ ReLU ─ Linear ─ (+ time) ─ ReLU ─ Linear ─ (+ time) ─ ReLU ─ Linear ─ ε̂ (B, 2)
+                 2→128                  128→128                  128→128                  128→2
+
+One network serves every step t, so each hidden layer also receives the step: a time embedding,
+projected to the layer's width and *added* to its pre-activation. Two embeddings, compared in the
+chapter:
+
+- ``"raw"``: the scalar t/T, as in the classic small 2-D DDPMs;
+- ``"sinusoidal"``: the Transformer's sin/cos features of t (:func:`.embeddings.sinusoidal_embedding`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .embeddings import sinusoidal_embedding
+
+TIME_EMBEDDINGS = ("raw", "sinusoidal")
+
+
+class NoiseMLP(nn.Module):
+    """ε_θ(x_t, t) for points in ``dim`` dimensions (chapter 4).
+
+    ``T``: the number of diffusion steps (``t`` runs over 0 … T-1; the raw embedding divides by T).
+    ``hidden``: width of the three hidden layers. ``time_embedding``: "raw" or "sinusoidal".
+    ``embedding_dim``: size of the sinusoidal features (ignored for "raw", which has one feature).
+    """
+
+    def __init__(self, T: int, dim: int = 2, hidden: int = 128, time_embedding: str = "sinusoidal",
+                 embedding_dim: int = 32, num_hidden: int = 3):
+        super().__init__()
+        for name, value in (("T", T), ("dim", dim), ("hidden", hidden), ("num_hidden", num_hidden)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"NoiseMLP(): {name} must be a positive int, got {value!r}")
+        if time_embedding not in TIME_EMBEDDINGS:
+            raise ValueError(f"NoiseMLP(): time_embedding must be one of {TIME_EMBEDDINGS}, got {time_embedding!r}")
+        if time_embedding == "sinusoidal" and (isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int)
+                                               or embedding_dim < 2 or embedding_dim % 2):
+            raise ValueError(f"NoiseMLP(): embedding_dim must be an even int >= 2, got {embedding_dim!r}")
+        self.T, self.dim, self.time_embedding = T, dim, time_embedding
+        self.embedding_dim = 1 if time_embedding == "raw" else embedding_dim
+        widths = [dim] + [hidden] * num_hidden
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.time_projections = nn.ModuleList(nn.Linear(self.embedding_dim, hidden) for _ in range(num_hidden))
+        self.out = nn.Linear(hidden, dim)
+
+    def embed_time(self, t: torch.Tensor) -> torch.Tensor:
+        """The step as features (B, embedding_dim): t/T ("raw") or sin/cos of t ("sinusoidal")."""
+        if self.time_embedding == "raw":
+            return (t.float() / self.T)[:, None]
+        return sinusoidal_embedding(t, self.embedding_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != self.dim:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"NoiseMLP: expected points x of shape (B, {self.dim}), got {shape}")
+        if not torch.is_tensor(t) or t.shape != (x.shape[0],):
+            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"NoiseMLP: expected steps t of shape ({x.shape[0]},), one per point, got {shape}")
+        time = self.embed_time(t).to(x.dtype)
+        h = x
+        for layer, projection in zip(self.layers, self.time_projections):
+            h = torch.relu(layer(h) + projection(time))
+        return self.out(h)
