@@ -1,0 +1,159 @@
+"""Benchmark of chapter 5: training and sampling images/s of the chapter's U-Net, on whatever device.
+
+    python -m ddpm_lessons.bench                  # defaults sized for the device (small on a CPU)
+    python -m ddpm_lessons.bench --repeats 5 --steps 50 --batch-size 128
+
+Prints one JSON object: the median (and every run) of
+
+- ``train_fast``: :func:`ddpm_lessons.training.train` on the fast path: the dataset on the device as
+  uint8 (:class:`~ddpm_lessons.training.TensorBatches`), AMP (bf16/fp16) and channels-last on CUDA;
+- ``train_plain``: the plain loop: fp32, a torchvision dataset through a ``DataLoader``, no AMP;
+- ``sample``: images/s of the ``Diffusion`` sampler (a full chain of T steps per image).
+
+Warm-up steps (cuDNN autotuning, allocator) are excluded from every timing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from . import settings, training
+from .data import fashion_mnist, fashion_mnist_tensors
+from .diffusion import Diffusion
+from .models.unet import UNet, count_parameters
+from .schedules import cosine_beta_schedule
+
+DEFAULT_MODEL = dict(dim=16, dim_mults=(1, 2, 2), attn_heads=2, attn_dim_head=16)
+"""The chapter's U-Net (book/05_unet_fashion_mnist.ipynb uses the same configuration)."""
+
+DEFAULTS = {  # per device type: small on a CPU so that the benchmark ends in a few minutes
+    "cpu": dict(batch_size=32, steps=6, warmup=2, repeats=3, sample_batch=32, sample_T=10),
+    "cuda": dict(batch_size=128, steps=60, warmup=15, repeats=5, sample_batch=256, sample_T=100),
+}
+
+
+def _timed_train(model, loss_fn, batches, steps: int, warmup: int, **kwargs) -> float:
+    """Images/s of :func:`training.train` over ``steps`` steps that follow ``warmup`` untimed ones."""
+    marks = []
+    training.train(model, loss_fn, batches, steps=warmup + steps, lr=1e-4, optimizer="adamw", progress=False,
+                   callback=lambda step, m, r: marks.append((r.images, r.seconds)), callback_every=warmup, **kwargs)
+    (images0, seconds0), (images1, seconds1) = marks[0], marks[-1]
+    return (images1 - images0) / (seconds1 - seconds0)
+
+
+def train_fast(model_config: dict, images_uint8: torch.Tensor, diffusion: Diffusion, batch_size: int,
+               steps: int, warmup: int, device: torch.device, seed: int = 0) -> float:
+    """Training images/s on the fast path (uint8 data on the device, AMP and channels-last on CUDA)."""
+    torch.manual_seed(seed)
+    model = UNet(**model_config).to(device)
+    batches = training.TensorBatches(images_uint8, batch_size, device=device, seed=seed)
+    return _timed_train(model, lambda m, x: diffusion.loss(m, x), batches, steps, warmup,
+                        amp=True, channels_last=True)
+
+
+def train_plain(model_config: dict, dataset, diffusion: Diffusion, batch_size: int, steps: int, warmup: int,
+                device: torch.device, seed: int = 0, num_workers: int = 0) -> float:
+    """Training images/s of the plain loop: fp32, a DataLoader over the torchvision dataset."""
+    torch.manual_seed(seed)
+    model = UNet(**model_config).to(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         num_workers=num_workers)
+    batches = training.forever(loader)
+    return _timed_train(model, lambda m, batch: diffusion.loss(m, batch[0]), batches, steps, warmup,
+                        amp=False, channels_last=False, device=device)
+
+
+def sample_rate(model_config: dict, diffusion: Diffusion, batch_size: int, device: torch.device,
+                seed: int = 0) -> float:
+    """Images/s of the sampler: a batch through all T reverse steps, timed after one warm-up step."""
+    torch.manual_seed(seed)
+    model = UNet(**model_config).to(device).eval()
+    shape = (batch_size, model.channels, 28, 28)
+    Diffusion(diffusion.betas[:1].double().cpu()).sample(model, shape, device=device)  # warm-up: one step
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    diffusion.sample(model, shape, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch_size / (time.perf_counter() - started)
+
+
+def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sample_batch=None,
+        sample_T=None, model_config: dict | None = None) -> dict:
+    """Run the benchmark; returns the dictionary that ``python -m ddpm_lessons.bench`` prints as JSON."""
+    device = torch.device(device) if device is not None else settings.get_device()
+    defaults = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
+    options = dict(batch_size=batch_size, steps=steps, warmup=warmup, repeats=repeats,
+                   sample_batch=sample_batch, sample_T=sample_T)
+    options = {k: defaults[k] if v is None else v for k, v in options.items()}
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"bench: {key} must be a positive int, got {value!r}")
+    model_config = dict(DEFAULT_MODEL if model_config is None else model_config)
+
+    images, _ = fashion_mnist_tensors(train=True)
+    dataset = fashion_mnist(train=True)
+    diffusion = Diffusion(cosine_beta_schedule(options["sample_T"]))
+    train_diffusion = Diffusion(cosine_beta_schedule(1000))
+    runs = {"train_fast": [], "train_plain": [], "sample": []}
+    for repeat in range(options["repeats"]):
+        # alternate the order so that neither path always runs on a warmer machine
+        order = ("train_fast", "train_plain") if repeat % 2 == 0 else ("train_plain", "train_fast")
+        for name in order:
+            if name == "train_fast":
+                rate = train_fast(model_config, images, train_diffusion, options["batch_size"], options["steps"],
+                                  options["warmup"], device, seed=repeat)
+            else:
+                rate = train_plain(model_config, dataset, train_diffusion, options["batch_size"], options["steps"],
+                                   options["warmup"], device, seed=repeat)
+            runs[name].append(rate)
+        runs["sample"].append(sample_rate(model_config, diffusion, options["sample_batch"], device, seed=repeat))
+
+    median = {name: statistics.median(values) for name, values in runs.items()}
+    return {
+        "device": settings.device_name(device),
+        "torch": torch.__version__,
+        "amp_dtype": str(training.autocast_dtype(device)).replace("torch.", "") if device.type == "cuda" else "fp32",
+        "model": {**model_config, "dim_mults": list(model_config["dim_mults"]),
+                  "parameters": count_parameters(UNet(**model_config))},
+        "options": options,
+        "dataset_images": len(images),
+        "train_fast_images_per_s": median["train_fast"],
+        "train_plain_images_per_s": median["train_plain"],
+        "speedup_fast_over_plain": median["train_fast"] / median["train_plain"],
+        "sample_images_per_s": median["sample"],
+        "sample_T": options["sample_T"],
+        "denoiser_evaluations_per_s": median["sample"] * options["sample_T"],
+        "runs": runs,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m ddpm_lessons.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the fastest available)")
+    for name in ("batch-size", "steps", "warmup", "repeats", "sample-batch", "sample-T"):
+        parser.add_argument(f"--{name}", type=int, default=None, help="default: sized for the device")
+    parser.add_argument("--dim", type=int, default=DEFAULT_MODEL["dim"])
+    parser.add_argument("--dim-mults", default=",".join(map(str, DEFAULT_MODEL["dim_mults"])),
+                        help="comma-separated, e.g. 1,2,4")
+    args = parser.parse_args(argv)
+    try:
+        dim_mults = tuple(int(m) for m in args.dim_mults.split(","))
+    except ValueError:
+        parser.error(f"--dim-mults must be comma-separated ints, got {args.dim_mults!r}")
+    config = {**DEFAULT_MODEL, "dim": args.dim, "dim_mults": dim_mults}
+    result = run(device=args.device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+                 repeats=args.repeats, sample_batch=args.sample_batch, sample_T=args.sample_T, model_config=config)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The U-Net of chapter 5: the DDPM noise predictor ε_θ(x_t, t) (Ho et al. 2020, appendix B).
+
+An encoder of ResNet (or ConvNeXt) blocks that halves the resolution at each level, a middle with
+full self-attention at the lowest resolution, and a decoder that doubles it back while concatenating
+the encoder's features of the same size (the skips of Ronneberger et al. 2015). Every block gets the
+time embedding. With ``len(dim_mults) = L`` levels the image is halved ``L - 1`` times, so height and
+width must be divisible by ``2^(L-1)``: 28x28 works with up to three levels (28 -> 14 -> 7), 32x32
+with up to six.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from .attention import Attention, LinearAttention
+from .blocks import ConvNextBlock, Downsample, PreNorm, Residual, ResnetBlock, TimeEmbedding, Upsample
+
+BLOCKS = ("resnet", "convnext")
+
+
+class UNet(nn.Module):
+    """ε_θ(x_t, t): images (B, channels, H, W) and steps t (B,) -> predicted noise (B, channels, H, W).
+
+    ``dim``: channels of the first level; level i has ``dim · dim_mults[i]``. ``block``: "resnet"
+    (scale-and-shift time conditioning) or "convnext". ``attn_heads``/``attn_dim_head``: the
+    attention's shape (linear attention in every level, full attention in the middle).
+    """
+
+    def __init__(self, dim: int = 32, channels: int = 1, dim_mults: tuple[int, ...] = (1, 2, 4),
+                 block: str = "resnet", groups: int = 8, attn_heads: int = 4, attn_dim_head: int = 32):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+            raise ValueError(f"UNet: dim must be an even int >= 2, got {dim!r}")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"UNet: channels must be a positive int, got {channels!r}")
+        if (not isinstance(dim_mults, (tuple, list)) or not dim_mults
+                or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in dim_mults)):
+            raise ValueError(f"UNet: dim_mults must be a non-empty sequence of positive ints, got {dim_mults!r}")
+        if block not in BLOCKS:
+            raise ValueError(f"UNet: block must be one of {BLOCKS}, got {block!r}")
+        self.dim, self.channels, self.dim_mults = dim, channels, tuple(dim_mults)
+        time_dim = 4 * dim
+        make_block = (partial(ResnetBlock, time_dim=time_dim, groups=groups) if block == "resnet"
+                      else partial(ConvNextBlock, time_dim=time_dim))
+        linear_attention = partial(LinearAttention, heads=attn_heads, dim_head=attn_dim_head)
+
+        self.time_embedding = TimeEmbedding(dim)
+        self.init_conv = nn.Conv2d(channels, dim, 7, padding=3)
+        dims = [dim] + [dim * m for m in dim_mults]
+        in_out = list(zip(dims[:-1], dims[1:]))
+        last = len(in_out) - 1
+
+        self.downs = nn.ModuleList()
+        for level, (d_in, d_out) in enumerate(in_out):
+            self.downs.append(nn.ModuleList([
+                make_block(d_in, d_out),
+                make_block(d_out, d_out),
+                Residual(PreNorm(d_out, linear_attention(d_out))),
+                Downsample(d_out) if level < last else nn.Identity(),
+            ]))
+        mid = dims[-1]
+        self.mid_block1 = make_block(mid, mid)
+        self.mid_attention = Residual(PreNorm(mid, Attention(mid, heads=attn_heads, dim_head=attn_dim_head)))
+        self.mid_block2 = make_block(mid, mid)
+
+        self.ups = nn.ModuleList()
+        for level, (d_in, d_out) in enumerate(reversed(in_out)):
+            self.ups.append(nn.ModuleList([
+                make_block(2 * d_out, d_in),  # concatenated with the encoder's skip of the same level
+                make_block(d_in, d_in),
+                Residual(PreNorm(d_in, linear_attention(d_in))),
+                Upsample(d_in) if level < last else nn.Identity(),
+            ]))
+        self.final_block = make_block(2 * dim, dim)
+        self.final_conv = nn.Conv2d(dim, channels, 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this: 2 to the number of downsamplings."""
+        return 2 ** (len(self.dim_mults) - 1)
+
+    def check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        """A clear ValueError for inputs this U-Net cannot take (shape, channels, size, steps)."""
+        if not torch.is_tensor(x) or x.dim() != 4:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"UNet: expected images (B, {self.channels}, H, W), got {shape}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"UNet: built for {self.channels} channel(s), got images with {x.shape[1]}: "
+                             f"shape {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        m = self.size_multiple
+        if height % m or width % m:
+            raise ValueError(
+                f"UNet: with dim_mults={self.dim_mults} the image is halved {len(self.dim_mults) - 1} times, so "
+                f"height and width must be multiples of {m}; got {height}x{width}. Pad the images "
+                f"(e.g. to {-(-height // m) * m}x{-(-width // m) * m}) or use fewer levels in dim_mults."
+            )
+        if not torch.is_tensor(t) or t.shape != (x.shape[0],):
+            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(f"UNet: expected one step per image, t of shape ({x.shape[0]},), got {shape}")
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.check_input(x, t)
+        time_emb = self.time_embedding(t)
+        h = self.init_conv(x)
+        skips = [h]
+        for block1, block2, attention, downsample in self.downs:
+            h = block1(h, time_emb)
+            h = block2(h, time_emb)
+            h = attention(h)
+            skips.append(h)
+            h = downsample(h)
+        h = self.mid_block1(h, time_emb)
+        h = self.mid_attention(h)
+        h = self.mid_block2(h, time_emb)
+        for block1, block2, attention, upsample in self.ups:
+            h = block1(torch.cat([h, skips.pop()], dim=1), time_emb)
+            h = block2(h, time_emb)
+            h = attention(h)
+            h = upsample(h)
+        h = self.final_block(torch.cat([h, skips.pop()], dim=1), time_emb)
+        return self.final_conv(h)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,36 @@
+"""python -m ddpm_lessons.bench on a tiny configuration (not a timed test: it checks what is reported)."""
+import json
+
+import pytest
+
+from ddpm_lessons import bench
+
+TINY = dict(device="cpu", batch_size=4, steps=2, warmup=1, repeats=1, sample_batch=2, sample_T=2,
+            model_config=dict(dim=8, dim_mults=(1, 2), attn_heads=1, attn_dim_head=8))
+
+
+def test_bench_run_reports_medians_and_speedup():
+    result = bench.run(**{**TINY, "repeats": 2})
+    for key in ("train_fast_images_per_s", "train_plain_images_per_s", "sample_images_per_s"):
+        assert result[key] > 0
+    assert result["speedup_fast_over_plain"] == pytest.approx(
+        result["train_fast_images_per_s"] / result["train_plain_images_per_s"])
+    assert len(result["runs"]["train_fast"]) == 2
+    assert result["options"]["sample_T"] == 2 and result["dataset_images"] == 800
+    assert result["denoiser_evaluations_per_s"] == pytest.approx(2 * result["sample_images_per_s"])
+    assert result["amp_dtype"] == "fp32" and result["model"]["parameters"] > 0
+    json.dumps(result)  # serialisable
+
+
+def test_bench_main_prints_json(capsys):
+    bench.main(["--device", "cpu", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--repeats", "1",
+                "--sample-batch", "2", "--sample-T", "1", "--dim", "8", "--dim-mults", "1,2"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"]["dim_mults"] == [1, 2] and printed["options"]["steps"] == 1
+
+
+def test_bench_bad_options():
+    with pytest.raises(ValueError, match="steps"):
+        bench.run(**{**TINY, "steps": 0})
+    with pytest.raises(SystemExit):
+        bench.main(["--dim-mults", "1,x"])

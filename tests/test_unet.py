@@ -1,0 +1,88 @@
+"""The chapter-5 U-Net: sizes it takes (28x28, 32x32), the errors for those it cannot, and training."""
+import pytest
+import torch
+
+from ddpm_lessons.models import UNet
+from ddpm_lessons.models.unet import count_parameters
+
+SMALL = dict(dim=8, dim_mults=(1, 2, 2), attn_heads=2, attn_dim_head=8)
+
+
+@pytest.mark.parametrize("block", ["resnet", "convnext"])
+@pytest.mark.parametrize("size", [28, 32])
+def test_unet_output_shape(block, size):
+    torch.manual_seed(0)
+    model = UNet(**SMALL, block=block)
+    x = torch.randn(2, 1, size, size)
+    assert model(x, torch.tensor([0, 99])).shape == x.shape
+
+
+def test_unet_more_channels_and_deeper_at_32():
+    model = UNet(dim=8, channels=3, dim_mults=(1, 2, 2, 4), attn_heads=1, attn_dim_head=8)
+    assert model.size_multiple == 8
+    assert model(torch.randn(1, 3, 32, 32), torch.tensor([3])).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="multiples of 8; got 28x28"):
+        model(torch.randn(1, 3, 28, 28), torch.tensor([3]))
+
+
+def test_unet_depends_on_t_and_trains():
+    torch.manual_seed(0)
+    model = UNet(**SMALL)
+    x = torch.randn(2, 1, 28, 28)
+    assert not torch.allclose(model(x, torch.tensor([0, 0])), model(x, torch.tensor([500, 500])))
+    model(x, torch.tensor([1, 2])).pow(2).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+
+
+def test_unet_channels_last_and_bf16_autocast_agree_with_fp32():
+    torch.manual_seed(0)
+    model = UNet(**SMALL).eval()
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 50])
+    with torch.no_grad():
+        reference = model(x, t)
+        model_cl = UNet(**SMALL).eval()
+        model_cl.load_state_dict(model.state_dict())
+        model_cl.to(memory_format=torch.channels_last)
+        assert torch.allclose(model_cl(x.contiguous(memory_format=torch.channels_last), t), reference, atol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x, t)
+    assert (low.float() - reference).abs().mean() < 0.1 * reference.abs().mean() + 0.05
+
+
+@pytest.mark.parametrize("x, t, message", [
+    (torch.randn(2, 1, 30, 30), torch.tensor([0, 1]), "multiples of 4; got 30x30"),
+    (torch.randn(2, 1, 28, 26), torch.tensor([0, 1]), "multiples of 4"),
+    (torch.randn(2, 3, 28, 28), torch.tensor([0, 1]), "1 channel"),
+    (torch.randn(1, 28, 28), torch.tensor([0]), r"expected images \(B, 1, H, W\)"),
+    (torch.randn(2, 1, 28, 28), torch.tensor([0, 1, 2]), "one step per image"),
+])
+def test_unet_bad_inputs(x, t, message):
+    with pytest.raises(ValueError, match=message):
+        UNet(**SMALL)(x, t)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(dim=7), "dim must be an even"), (dict(channels=0), "channels"),
+    (dict(dim_mults=()), "dim_mults"), (dict(dim_mults=(1, 0)), "dim_mults"),
+    (dict(block="vit"), "block"),
+])
+def test_unet_bad_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UNet(**{**SMALL, **kwargs})
+
+
+def test_unet_learns_a_denoising_step():
+    """A few optimizer steps of the DDPM loss on a fixed batch lower it: the model is trainable end to end."""
+    import ddpm_lessons as dl
+
+    torch.manual_seed(0)
+    d = dl.Diffusion(dl.schedules.cosine_beta_schedule(20))
+    model = UNet(**SMALL)
+    x0 = torch.rand(8, 1, 28, 28).round() * 2 - 1
+    batches = dl.training.TensorBatches(x0, batch_size=8, device="cpu")
+    g = torch.Generator().manual_seed(1)
+    fixed_t, fixed_noise = torch.randint(0, 20, (8,), generator=g), torch.randn(x0.shape, generator=g)
+    loss = lambda m, x: d.loss(m, x, t=fixed_t, noise=fixed_noise)
+    result = dl.training.train(model, loss, batches, steps=40, lr=3e-3, optimizer="adamw", progress=False)
+    assert dl.training.smoothed(result.history, 5) < 0.7 * result.history[0]
