@@ -46,6 +46,19 @@ def noise_like(x: torch.Tensor, kind: str = "uniform", generator: torch.Generato
     return noise * 2.0 - 1.0 if kind == "uniform" else noise
 
 
+def per_image_amount(amount, x: torch.Tensor, caller: str) -> torch.Tensor:
+    """``amount`` (a number or a tensor (B,)) as one value per image of the batch ``x``, on its device."""
+    amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device)
+    if amount.dim() == 0:
+        amount = amount.expand(len(x))
+    if amount.shape != (len(x),):
+        raise ValueError(
+            f"{caller}: amount must be a number or a tensor with one value per image, shape ({len(x)},); "
+            f"got shape {tuple(amount.shape)} for a batch of {len(x)}"
+        )
+    return amount
+
+
 def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
             generator: torch.Generator | None = None) -> torch.Tensor:
     """Blend images with noise (chapter 1): ``x * (1 - amount) + noise * amount``.
@@ -55,14 +68,7 @@ def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
     choice), ``"gaussian"`` (N(0, 1): the exercise, and what DDPMs use) or a tensor of ``x``'s shape.
     """
     _check_images(x, "corrupt")
-    amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device)
-    if amount.dim() == 0:
-        amount = amount.expand(len(x))
-    if amount.shape != (len(x),):
-        raise ValueError(
-            f"corrupt(): amount must be a number or a tensor with one value per image, shape ({len(x)},); "
-            f"got shape {tuple(amount.shape)} for a batch of {len(x)}"
-        )
+    amount = per_image_amount(amount, x, "corrupt()")
     if not torch.isfinite(amount).all() or amount.min() < 0 or amount.max() > 1:
         raise ValueError(
             f"corrupt(): amount must lie in [0, 1] (0 = clean, 1 = pure noise), got values from "

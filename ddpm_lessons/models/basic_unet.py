@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..corruption import per_image_amount
+
 
 def _check_input(x: torch.Tensor, in_channels: int, name: str) -> None:
     if not torch.is_tensor(x) or x.dim() != 4:
@@ -83,13 +85,6 @@ class AmountConditionedUNet(BasicUNet):
         if not torch.is_tensor(x) or x.dim() != 4:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"AmountConditionedUNet: expected a batch of images (B, C, H, W), got {shape}")
-        amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device)
-        if amount.dim() == 0:
-            amount = amount.expand(len(x))
-        if amount.shape != (len(x),):
-            raise ValueError(
-                f"AmountConditionedUNet: amount must be a number or a tensor of shape ({len(x)},), "
-                f"got shape {tuple(amount.shape)}"
-            )
+        amount = per_image_amount(amount, x, "AmountConditionedUNet")
         amount_channel = amount.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:])
         return super().forward(torch.cat([x, amount_channel], dim=1))
