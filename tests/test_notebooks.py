@@ -69,3 +69,42 @@ def test_notebook_outputs_come_from_a_full_run(path):
     printed = "".join("".join(o.get("text", "")) for o in second.get("outputs", []))
     assert "device" in printed and "mode: full" in printed, \
         f"{path.name}: the stored outputs must come from a full run (run_info says: {printed!r})"
+
+
+def _module_namespace() -> dict:
+    """Every ddpm_lessons submodule and public name, to evaluate the notebooks' getsource arguments."""
+    import importlib
+    import pkgutil
+
+    import ddpm_lessons
+
+    modules = [importlib.import_module(info.name)
+               for info in pkgutil.walk_packages(ddpm_lessons.__path__, "ddpm_lessons.")]
+    namespace = {"dl": ddpm_lessons}
+    for module in modules:
+        namespace.setdefault(module.__name__.rsplit(".", 1)[1], module)
+    for module in modules:
+        for name, value in vars(module).items():
+            if not name.startswith("_"):
+                namespace.setdefault(name, value)
+    return namespace
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_code_listings_match_the_module(path):
+    """A cell that prints ``inspect.getsource(X)`` shows the module's code on the site: the stored
+    listing must be today's code, so a module change without a re-run of the notebook fails here."""
+    import inspect
+    import re
+
+    namespace = _module_namespace()
+    for cell in code_cells(path):
+        expressions = re.findall(r"inspect\.getsource\(([\w.]+)\)", source(cell))
+        printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
+                          if o.get("output_type") == "stream")
+        for expression in expressions:
+            listing = inspect.getsource(eval(expression, namespace))  # a dotted name, from our own notebooks
+            assert listing in printed, (
+                f"{path.name}: the stored listing of {expression} is not the module's current code; "
+                "re-run the notebook (README: regenerate a notebook's stored outputs)"
+            )
