@@ -73,23 +73,23 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
+def _user_folder(env: str, name: str) -> Path:
+    """``$env`` if set, else ``<XDG cache or ~/.cache>/ddpm-lessons/<name>``."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ddpm-lessons" / name
+
+
 def data_root() -> Path:
     """Where datasets live: ``$DDPM_LESSONS_DATA``, else a per-user cache folder."""
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "ddpm-lessons" / "data"
+    return _user_folder(DATA_ENV, "data")
 
 
 def cache_dir() -> Path:
     """Where trained helpers are cached (e.g. the FID classifier): ``$DDPM_LESSONS_CACHE``, else a
     per-user cache folder. Kept apart from the data root, which may be a read-only shared folder."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "ddpm-lessons" / "cache"
+    return _user_folder(CACHE_ENV, "cache")
 
 
 def device_name(device: torch.device | None = None) -> str:

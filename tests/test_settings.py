@@ -38,14 +38,6 @@ def test_flag_parsing(monkeypatch):
         assert settings.offline() is expected
 
 
-def test_data_root_from_env_and_default(monkeypatch, tmp_path):
-    monkeypatch.setenv("DDPM_LESSONS_DATA", str(tmp_path))
-    assert settings.data_root() == tmp_path
-    monkeypatch.delenv("DDPM_LESSONS_DATA")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert settings.data_root() == tmp_path / "cache" / "ddpm-lessons" / "data"
-
-
 def test_get_device_on_this_machine():
     device = settings.get_device()
     assert isinstance(device, torch.device)
@@ -77,10 +69,16 @@ def test_elapsed_before_run_info(monkeypatch):
         settings.elapsed()
 
 
-def test_cache_dir_from_env_and_default(monkeypatch, tmp_path):
-    monkeypatch.setenv("DDPM_LESSONS_CACHE", str(tmp_path))
-    assert settings.cache_dir() == tmp_path
-    monkeypatch.delenv("DDPM_LESSONS_CACHE")
+@pytest.mark.parametrize("folder, env, default", [
+    (settings.data_root, "DDPM_LESSONS_DATA", "data"),
+    (settings.cache_dir, "DDPM_LESSONS_CACHE", "cache"),
+])
+def test_folders_from_env_and_default(folder, env, default, monkeypatch, tmp_path):
+    monkeypatch.setenv(env, str(tmp_path))
+    assert folder() == tmp_path
+    monkeypatch.delenv(env)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert settings.cache_dir() == tmp_path / "xdg" / "ddpm-lessons" / "cache"
-    assert settings.cache_dir() != settings.data_root()
+    assert folder() == tmp_path / "xdg" / "ddpm-lessons" / default
+    monkeypatch.delenv("DDPM_LESSONS_DATA", raising=False)
+    monkeypatch.delenv("DDPM_LESSONS_CACHE", raising=False)
+    assert settings.cache_dir() != settings.data_root()  # the data root may be read-only
