@@ -25,11 +25,9 @@ import torch
 from . import settings, training
 from .data import fashion_mnist, fashion_mnist_tensors
 from .diffusion import Diffusion
-from .models.unet import UNet, count_parameters
+from .models.unet import UNet, UNetConfig
 from .schedules import cosine_beta_schedule
-
-DEFAULT_MODEL = dict(dim=16, dim_mults=(1, 2, 2), attn_heads=2, attn_dim_head=16)
-"""The chapter's U-Net (book/05_unet_fashion_mnist.ipynb uses the same configuration)."""
+from .utils import count_parameters
 
 DEFAULTS = {  # per device type: small on a CPU so that the benchmark ends in a few minutes
     "cpu": dict(batch_size=32, steps=6, warmup=2, repeats=3, sample_batch=32, sample_T=10),
@@ -46,21 +44,21 @@ def _timed_train(model, loss_fn, batches, steps: int, warmup: int, **kwargs) -> 
     return (images1 - images0) / (seconds1 - seconds0)
 
 
-def train_fast(model_config: dict, images_uint8: torch.Tensor, diffusion: Diffusion, batch_size: int,
+def train_fast(model_config: UNetConfig, images_uint8: torch.Tensor, diffusion: Diffusion, batch_size: int,
                steps: int, warmup: int, device: torch.device, seed: int = 0) -> float:
     """Training images/s on the fast path (uint8 data on the device, AMP and channels-last on CUDA)."""
     torch.manual_seed(seed)
-    model = UNet(**model_config).to(device)
+    model = UNet(model_config).to(device)
     batches = training.TensorBatches(images_uint8, batch_size, device=device, seed=seed)
     return _timed_train(model, lambda m, x: diffusion.loss(m, x), batches, steps, warmup,
                         amp=True, channels_last=True)
 
 
-def train_plain(model_config: dict, dataset, diffusion: Diffusion, batch_size: int, steps: int, warmup: int,
+def train_plain(model_config: UNetConfig, dataset, diffusion: Diffusion, batch_size: int, steps: int, warmup: int,
                 device: torch.device, seed: int = 0, num_workers: int = 0) -> float:
     """Training images/s of the plain loop: fp32, a DataLoader over the torchvision dataset."""
     torch.manual_seed(seed)
-    model = UNet(**model_config).to(device)
+    model = UNet(model_config).to(device)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                          num_workers=num_workers)
     batches = training.forever(loader)
@@ -68,13 +66,13 @@ def train_plain(model_config: dict, dataset, diffusion: Diffusion, batch_size: i
                         amp=False, channels_last=False, device=device)
 
 
-def sample_rate(model_config: dict, diffusion: Diffusion, batch_size: int, device: torch.device,
+def sample_rate(model_config: UNetConfig, diffusion: Diffusion, batch_size: int, device: torch.device,
                 seed: int = 0) -> float:
     """Images/s of the sampler: a batch through all T reverse steps, timed after one warm-up step."""
     torch.manual_seed(seed)
-    model = UNet(**model_config).to(device).eval()
+    model = UNet(model_config).to(device).eval()
     shape = (batch_size, model.channels, 28, 28)
-    Diffusion(diffusion.betas[:1].double().cpu()).sample(model, shape, device=device)  # warm-up: one step
+    Diffusion(diffusion.float64["betas"][:1]).sample(model, shape, device=device)  # warm-up: one step
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -85,7 +83,7 @@ def sample_rate(model_config: dict, diffusion: Diffusion, batch_size: int, devic
 
 
 def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sample_batch=None,
-        sample_T=None, model_config: dict | None = None) -> dict:
+        sample_T=None, model_config: UNetConfig | None = None) -> dict:
     """Run the benchmark; returns the dictionary that ``python -m ddpm_lessons.bench`` prints as JSON."""
     device = torch.device(device) if device is not None else settings.get_device()
     defaults = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
@@ -95,7 +93,7 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
     for key, value in options.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"bench: {key} must be a positive int, got {value!r}")
-    model_config = dict(DEFAULT_MODEL if model_config is None else model_config)
+    model_config = UNetConfig() if model_config is None else model_config
 
     images, _ = fashion_mnist_tensors(train=True)
     dataset = fashion_mnist(train=True)
@@ -120,8 +118,7 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
         "device": settings.device_name(device),
         "torch": torch.__version__,
         "amp_dtype": str(training.autocast_dtype(device)).replace("torch.", "") if device.type == "cuda" else "fp32",
-        "model": {**model_config, "dim_mults": list(model_config["dim_mults"]),
-                  "parameters": count_parameters(UNet(**model_config))},
+        "model": {**model_config.to_dict(), "parameters": count_parameters(UNet(model_config))},
         "options": options,
         "dataset_images": len(images),
         "train_fast_images_per_s": median["train_fast"],
@@ -139,15 +136,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the fastest available)")
     for name in ("batch-size", "steps", "warmup", "repeats", "sample-batch", "sample-T"):
         parser.add_argument(f"--{name}", type=int, default=None, help="default: sized for the device")
-    parser.add_argument("--dim", type=int, default=DEFAULT_MODEL["dim"])
-    parser.add_argument("--dim-mults", default=",".join(map(str, DEFAULT_MODEL["dim_mults"])),
+    parser.add_argument("--dim", type=int, default=UNetConfig.dim)
+    parser.add_argument("--dim-mults", default=",".join(map(str, UNetConfig.dim_mults)),
                         help="comma-separated, e.g. 1,2,4")
     args = parser.parse_args(argv)
     try:
         dim_mults = tuple(int(m) for m in args.dim_mults.split(","))
     except ValueError:
         parser.error(f"--dim-mults must be comma-separated ints, got {args.dim_mults!r}")
-    config = {**DEFAULT_MODEL, "dim": args.dim, "dim_mults": dim_mults}
+    config = UNetConfig(dim=args.dim, dim_mults=dim_mults)
     result = run(device=args.device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                  repeats=args.repeats, sample_batch=args.sample_batch, sample_T=args.sample_T, model_config=config)
     json.dump(result, sys.stdout, indent=2)

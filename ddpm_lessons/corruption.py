@@ -9,10 +9,9 @@ batch at once (no per-pixel Python loops) and takes an optional ``generator`` fo
 """
 from __future__ import annotations
 
-from numbers import Real
-
 import torch
 
+from . import _checks
 from .data import to_image_range, to_model_range
 
 NOISE_KINDS = ("uniform", "gaussian")
@@ -28,9 +27,7 @@ def _check_images(x, name: str) -> None:
 
 
 def _check_number(value, name: str, what: str, low: float, high: float | None = None) -> None:
-    upper = float("inf") if high is None else high
-    if isinstance(value, bool) or not isinstance(value, Real) or not low <= value <= upper:
-        raise ValueError(f"{what}: {name} must be a number in [{low}, {'inf' if high is None else high}], got {value!r}")
+    _checks.number(value, name, what, low, float("inf") if high is None else high)
 
 
 def _random(shape, like: torch.Tensor, generator, kind: str) -> torch.Tensor:
@@ -40,23 +37,9 @@ def _random(shape, like: torch.Tensor, generator, kind: str) -> torch.Tensor:
 
 def noise_like(x: torch.Tensor, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
     """Noise of ``x``'s shape: ``"uniform"`` on [-1, 1] (the data's range) or ``"gaussian"`` N(0, 1)."""
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"noise_like(): kind must be one of {NOISE_KINDS}, got {kind!r}")
+    _checks.one_of(kind, NOISE_KINDS, "kind", "noise_like()")
     noise = _random(x.shape, x, generator, kind)
     return noise * 2.0 - 1.0 if kind == "uniform" else noise
-
-
-def per_image_amount(amount, x: torch.Tensor, caller: str) -> torch.Tensor:
-    """``amount`` (a number or a tensor (B,)) as one value per image of the batch ``x``, on its device."""
-    amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device)
-    if amount.dim() == 0:
-        amount = amount.expand(len(x))
-    if amount.shape != (len(x),):
-        raise ValueError(
-            f"{caller}: amount must be a number or a tensor with one value per image, shape ({len(x)},); "
-            f"got shape {tuple(amount.shape)} for a batch of {len(x)}"
-        )
-    return amount
 
 
 def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
@@ -68,7 +51,7 @@ def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
     choice), ``"gaussian"`` (N(0, 1): the exercise, and what DDPMs use) or a tensor of ``x``'s shape.
     """
     _check_images(x, "corrupt")
-    amount = per_image_amount(amount, x, "corrupt()")
+    amount = _checks.per_image_amount(amount, x, "corrupt()")
     if not torch.isfinite(amount).all() or amount.min() < 0 or amount.max() > 1:
         raise ValueError(
             f"corrupt(): amount must lie in [0, 1] (0 = clean, 1 = pure noise), got values from "

@@ -1,7 +1,7 @@
 """Datasets of the book: FashionMNIST, the 2-D butterfly curve and a sample photo.
 
-The models see data in [-1, 1] (DESIGN.md, "conventions"); :func:`to_model_range` and
-:func:`to_image_range` convert to and from images in [0, 1].
+The models see data in [-1, 1] (the book's convention, stated in its introduction);
+:func:`to_model_range` and :func:`to_image_range` convert to and from images in [0, 1].
 """
 from __future__ import annotations
 

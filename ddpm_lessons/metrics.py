@@ -1,4 +1,4 @@
-"""Sample quality, measured: distances between sample sets, and FID on FashionMNIST.
+"""Sample quality, measured: distances between sample sets (FID is in :mod:`ddpm_lessons.fid`).
 
 Every metric comes with its baseline (data against fresh data from the same distribution), so that a
 number can be read: a model is good when its distance is close to the baseline.
@@ -165,74 +165,3 @@ def data_baseline(metric, draw, n: int, repeats: int = 3, seed: int = 0):
     if isinstance(values[0], dict):
         return {key: sum(v[key] for v in values) / repeats for key in values[0]}
     return sum(values) / repeats
-
-
-# ---------------------------------------------------------------- FID (chapter 5)
-def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (D,) and covariance (D, D) of features (N, D), in float64 (chapter 5, FID)."""
-    if not torch.is_tensor(features) or features.dim() != 2 or features.shape[0] < 2:
-        shape = tuple(features.shape) if torch.is_tensor(features) else type(features).__name__
-        raise ValueError(f"feature_statistics(): expected features (N, D) with N >= 2, got {shape}")
-    features = features.detach().to("cpu", torch.float64)
-    return features.mean(0), torch.cov(features.T).reshape(features.shape[1], features.shape[1])
-
-
-def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
-    """The symmetric square root of a symmetric positive semi-definite matrix (eigendecomposition)."""
-    values, vectors = torch.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * values.clamp(min=0).sqrt()) @ vectors.T
-
-
-def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
-    """The Fréchet distance between two Gaussians N(μ1, Σ1) and N(μ2, Σ2) (Heusel et al. 2017, chapter 5):
-
-    ``d² = |μ1 − μ2|² + tr(Σ1) + tr(Σ2) − 2 tr((Σ1^½ Σ2 Σ1^½)^½)``
-
-    (``tr((Σ1 Σ2)^½)`` written with a symmetric matrix, so that the square root is an eigendecomposition).
-    """
-    mu1, mu2 = torch.as_tensor(mu1, dtype=torch.float64), torch.as_tensor(mu2, dtype=torch.float64)
-    cov1, cov2 = torch.as_tensor(cov1, dtype=torch.float64), torch.as_tensor(cov2, dtype=torch.float64)
-    d = mu1.shape[0] if mu1.dim() == 1 else -1
-    if d < 1 or mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
-        raise ValueError(
-            f"frechet_distance(): expected means (D,) and covariances (D, D) of one D, got "
-            f"{tuple(mu1.shape)}, {tuple(cov1.shape)}, {tuple(mu2.shape)}, {tuple(cov2.shape)}"
-        )
-    root1 = _sqrtm_psd(cov1)
-    cross = torch.linalg.eigvalsh(root1 @ cov2 @ root1).clamp(min=0).sqrt().sum()
-    value = (mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * cross
-    return float(value.clamp(min=0))
-
-
-@torch.inference_mode()
-def classifier_features(images: torch.Tensor, classifier, batch_size: int = 500) -> torch.Tensor:
-    """The FID features (N, D) of images (N, 1, H, W) in [-1, 1] (or uint8), computed in batches."""
-    if not torch.is_tensor(images) or images.dim() != 4:
-        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-        raise ValueError(f"fid(): expected a batch of images (N, 1, H, W) in [-1, 1], got {shape}")
-    if images.dtype == torch.uint8:
-        from .data import to_model_range
-        images = to_model_range(images)
-    device = next(classifier.parameters()).device
-    classifier.eval()
-    return torch.cat([classifier.features(images[i:i + batch_size].to(device, torch.float32)).cpu()
-                      for i in range(0, len(images), batch_size)])
-
-
-def fid(images: torch.Tensor, reference: torch.Tensor, classifier=None) -> float:
-    """FID between two image sets (N, 1, 28, 28) in [-1, 1] or uint8, on the FashionMNIST classifier's
-    features (:func:`ddpm_lessons.models.classifier.fid_classifier`, trained once and cached) (chapter 5).
-
-    Lower is better; 0 only for identical statistics. FID is biased upwards for small N: compare
-    only numbers computed with the same N and reference, and read them against the real-vs-real
-    baseline (real images not in the reference, the same N).
-    """
-    if classifier is None:
-        from .models.classifier import fid_classifier
-        classifier = fid_classifier(verbose=False)
-    for name, value in (("images", images), ("reference", reference)):
-        if not torch.is_tensor(value) or value.dim() != 4 or len(value) < 2:
-            shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
-            raise ValueError(f"fid(): {name} must be a batch (N >= 2, 1, H, W) of images, got {shape}")
-    return frechet_distance(*feature_statistics(classifier_features(images, classifier)),
-                            *feature_statistics(classifier_features(reference, classifier)))

@@ -10,12 +10,11 @@ so the first step moves 1/n of the way and the last one (weight 1) lands on the 
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import _checks, sampling
 from .corruption import corrupt, noise_like
 
 
@@ -25,63 +24,55 @@ def loss(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = 
     return F.mse_loss(model(corrupt(x, amount, generator=generator)), x)
 
 
-class Trajectory(NamedTuple):
-    """What :func:`denoise` returns with ``return_trajectory=True``.
-
-    ``xs[i]`` is x before step i (``xs[0]`` the start, ``xs[-1]`` the result, n + 1 batches),
-    ``predictions[i]`` the net's prediction at step i (n batches).
-    """
-
-    x: torch.Tensor
-    xs: list
-    predictions: list
-
-
 def step_weight(i: int, steps: int) -> float:
     """The weight 1/(n − i) given to the prediction at step i of n (i = 0 … n − 1)."""
     return 1.0 / (steps - i)
 
 
 @torch.no_grad()
-def denoise(model: nn.Module, x: torch.Tensor, steps: int = 40, return_trajectory: bool = False):
-    """Run the naive sampler from ``x`` for ``steps`` steps: x ← x(1 − 1/(n−i)) + pred/(n−i).
+def denoise_progressive(model: nn.Module, x: torch.Tensor, steps: int = 40):
+    """The naive sampler one step at a time: x ← x(1 − 1/(n−i)) + pred/(n−i), i = 0 … n − 1.
 
-    Returns the final x, or a :class:`Trajectory` (final x, x before each step and at the end, and
-    each prediction) when ``return_trajectory`` is True; trajectories are kept on the CPU.
-    ``x`` itself is not modified.
+    Yields ``(0, x)`` for the start, then ``(i + 1, x, pred)`` after each step: the number of steps
+    taken, the new x and the prediction it moved towards. ``x`` itself is not modified.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"denoise(): steps must be a positive int, got {steps!r}")
-    if not torch.is_tensor(x) or not x.is_floating_point():
-        raise ValueError("denoise(): x must be a floating-point tensor (a batch of images)")
-    xs, predictions = [x.cpu()], []
+    steps = _checks.positive_int(steps, "steps", "denoise()")
+    x = _checks.tensor(x, "x", "denoise()", shape_hint="(B, C, H, W), a batch of images")
+    yield 0, x
     for i in range(steps):
         pred = model(x)
-        if pred.shape != x.shape:
-            raise ValueError(f"denoise(): the model must return x's shape {tuple(x.shape)}, got {tuple(pred.shape)}")
+        _checks.same_shape(x, pred, "x", "the model's prediction", "denoise()")
         weight = step_weight(i, steps)
         x = x * (1 - weight) + pred * weight
-        if return_trajectory:
-            xs.append(x.cpu())
-            predictions.append(pred.cpu())
-    return Trajectory(x, xs, predictions) if return_trajectory else x
+        yield i + 1, x, pred
 
 
-def sample(model: nn.Module, shape, steps: int = 40, generator: torch.Generator | None = None,
+def denoise(model: nn.Module, x: torch.Tensor, steps: int = 40, *, return_trajectory: bool = False):
+    """Run the naive sampler from ``x`` for ``steps`` steps (:func:`denoise_progressive`).
+
+    Returns the final x, or a :class:`~ddpm_lessons.sampling.Trajectory` when ``return_trajectory``
+    is True: ``xs`` has x before each step and at the end (n + 1 batches), ``predictions`` each
+    step's prediction (n batches), all on the CPU.
+    """
+    steps = _checks.positive_int(steps, "steps", "denoise()")
+    return sampling.run(denoise_progressive(model, x, steps), total=steps + 1, return_trajectory=return_trajectory)
+
+
+def sample(model: nn.Module, shape, *, steps: int = 40, generator: torch.Generator | None = None,
            device=None, return_trajectory: bool = False):
     """Start from uniform noise on [-1, 1] of ``shape`` (B, C, H, W) and :func:`denoise` it.
 
     ``generator`` (on ``device``) makes the start repeatable; ``device`` defaults to the model's.
     """
-    shape = tuple(shape)
-    if len(shape) != 4 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"sample(): shape must be four positive ints (B, C, H, W), got {shape}")
+    shape = _checks.shape(shape, "shape", "naive.sample()")
+    if len(shape) != 4:
+        raise ValueError(f"naive.sample(): shape must be four positive ints (B, C, H, W), got {shape}")
     if device is None:
         device = next(model.parameters()).device
     start = noise_like(torch.empty(shape, device=device), "uniform", generator)
     was_training = model.training
     model.eval()
     try:
-        return denoise(model, start, steps, return_trajectory)
+        return denoise(model, start, steps, return_trajectory=return_trajectory)
     finally:
         model.train(was_training)

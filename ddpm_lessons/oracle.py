@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from . import _checks
+
 
 class GaussianMixture:
     """A mixture of isotropic Gaussians Σ_k π_k N(μ_k, s_k² I) in D dimensions (chapter 3).
@@ -50,8 +52,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws (n, D), float32: pick a component with probability π_k, then add s_k · N(0, I)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"sample(n): n must be a positive integer, got {n!r}")
+        n = _checks.positive_int(n, "n", "GaussianMixture.sample()")
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return (self.means[k] + self.stds[k, None] * z).float()
@@ -87,16 +88,17 @@ class MixtureOracle:
 
     def __init__(self, mixture: GaussianMixture, diffusion):
         self.mixture = mixture
-        self.alphas_cumprod = torch.cumprod(1 - diffusion.betas.detach().double().cpu(), dim=0)
+        self.alphas_cumprod = diffusion.float64["alphas_cumprod"]
 
     def __repr__(self) -> str:
         return f"MixtureOracle({self.mixture!r}, T={len(self.alphas_cumprod)})"
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        x = x_t.detach().to("cpu", torch.float64)
+        x = _checks.tensor(x_t, "x_t", "MixtureOracle", shape_hint=f"(batch, {self.mixture.dim})").detach().to("cpu", torch.float64)
         if x.ndim != 2 or x.shape[1] != self.mixture.dim:
             raise ValueError(f"MixtureOracle: x_t must have shape (batch, {self.mixture.dim}), got {tuple(x.shape)}")
-        alpha_bar = self.alphas_cumprod[torch.as_tensor(t).cpu().long().expand(x.shape[0])]
+        t = _checks.timesteps(t, len(self.alphas_cumprod), x.shape[0], "MixtureOracle", "cpu")
+        alpha_bar = self.alphas_cumprod[t]
         means, variances = self.mixture._noised(alpha_bar)
         r = self.mixture.responsibilities(x, alpha_bar)
         eps = (1 - alpha_bar).sqrt()[:, None] * (r[:, :, None] * (x[:, None, :] - means) / variances[:, :, None]).sum(1)

@@ -7,22 +7,18 @@ everything else from them. Index ``t`` (0-based) holds the paper's β_{t+1}.
 from __future__ import annotations
 
 import math
-from numbers import Integral
-
 import torch
+
+from . import _checks
 
 
 def _check_T(T, name: str) -> int:
-    if isinstance(T, bool) or not isinstance(T, Integral) or T < 1:
-        raise ValueError(f"{name}(): T must be a positive integer (the number of diffusion steps), got {T!r}")
-    return int(T)
+    return _checks.positive_int(T, "T (the number of diffusion steps)", f"{name}()")
 
 
 def _check_range(beta_start, beta_end, name: str) -> None:
-    if not (0.0 < beta_start < 1.0 and 0.0 < beta_end < 1.0):
-        raise ValueError(
-            f"{name}(): beta_start and beta_end must lie in (0, 1), got {beta_start!r} and {beta_end!r}"
-        )
+    for what, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        _checks.number(value, what, f"{name}()", 0.0, 1.0, low_open=True, high_open=True)
 
 
 def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -59,10 +55,8 @@ def cosine_beta_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> t
     The offset ``s`` keeps β_1 from being tiny, so the first step adds visible noise.
     """
     T = _check_T(T, "cosine_beta_schedule")
-    if not 0.0 < max_beta < 1.0:
-        raise ValueError(f"cosine_beta_schedule(): max_beta must lie in (0, 1), got {max_beta!r}")
-    if not s >= 0.0:
-        raise ValueError(f"cosine_beta_schedule(): the offset s must be >= 0, got {s!r}")
+    _checks.number(max_beta, "max_beta", "cosine_beta_schedule()", 0.0, 1.0, low_open=True, high_open=True)
+    _checks.number(s, "the offset s", "cosine_beta_schedule()", 0.0)
     steps = torch.arange(T + 1, dtype=torch.float64) / T
     f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
     alphas_cumprod = f / f[0]
@@ -80,7 +74,7 @@ SCHEDULES = {
 
 
 def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
-    """ᾱ_t = ∏_{s ≤ t} (1 − β_s) (Ho et al. 2020, eq. 4), in float64."""
+    """ᾱ_t = ∏_{s ≤ t} (1 − β_s) (Ho et al. 2020, eq. 4), in float64: the one place the book computes it."""
     return torch.cumprod(1 - torch.as_tensor(betas, dtype=torch.float64), dim=0)
 
 

@@ -1,4 +1,4 @@
-"""One training loop for every chapter: progress bar, loss history, AMP on CUDA, EMA, checkpoints.
+"""One training loop for every chapter: progress bar, loss history, AMP on CUDA, EMA, checkpoints (chapters 1-5).
 
 ```python
 batches = dl.training.TensorBatches(images_uint8, batch_size=128, device=device)
@@ -16,8 +16,6 @@ truncated or written by something else.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +24,10 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
+from . import _progress, checkpoints
 from .data import to_model_range
 from .settings import get_device
-
-CHECKPOINT_FORMAT = "ddpm_lessons.training/1"
 
 
 # ---------------------------------------------------------------- batches
@@ -110,54 +106,6 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-# ---------------------------------------------------------------- checkpoints
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` with torch.save atomically: to a temporary file in the same folder, flushed to
-    disk, then renamed over ``path``. A crash or kill mid-write leaves the old file (or none); the
-    next save removes a temporary file that a killed process left behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    # a SIGKILL mid-write cannot run the cleanup above: remove what an earlier killed write left
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs).
-
-    A missing, truncated or foreign file raises an error that says which and what to do.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"resume: no checkpoint at {path}. Train without resume=True to start afresh, "
-            "or pass the path of an existing checkpoint."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"resume: {path} is not a readable checkpoint (truncated or corrupt: {type(error).__name__}: "
-            f"{error}). Delete it to start afresh, or use an earlier copy."
-        ) from error
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"resume: {path} was not written by ddpm_lessons.training (expected format "
-            f"{CHECKPOINT_FORMAT!r}); pass a checkpoint saved by train(..., checkpoint_path=...)."
-        )
-    return state
 
 
 # ---------------------------------------------------------------- the loop
@@ -262,7 +210,7 @@ def train(
         }
 
     if resume:
-        saved = load_checkpoint(checkpoint_path)
+        saved = checkpoints.load(checkpoint_path)
         try:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
@@ -288,7 +236,7 @@ def train(
 
     start_step = len(result.history)
     model.train()
-    bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = _progress.bar(total=steps, initial=start_step, desc=desc, disable=not progress)
     last_checkpoint = time.perf_counter()
     try:
         for step in range(start_step, steps):
@@ -321,7 +269,7 @@ def train(
                 callback(step + 1, model, result)
                 model.train()
             if checkpoint_path is not None and (done or now - last_checkpoint >= checkpoint_every_s):
-                save_checkpoint(checkpoint_path, state())
+                checkpoints.save(checkpoint_path, state())
                 last_checkpoint = time.perf_counter()
             if done:
                 break

@@ -111,22 +111,26 @@ def _frame_to_uint8(frame) -> np.ndarray:
     return array
 
 
-def gif_bytes(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale: int = 1) -> bytes:
-    """Encode frames as a looping GIF (imageio). ``hold_last`` seconds pause on the last frame."""
+def gif_bytes(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale: int = 1,
+              where: str = "gif_bytes()") -> bytes:
+    """Encode frames as a looping GIF (imageio). ``hold_last`` seconds pause on the last frame.
+
+    ``where`` names the caller in error messages (:func:`animate` passes its own name).
+    """
     import imageio.v3 as iio
 
     frames = list(frames)
     if not frames:
-        raise ValueError("animate(): got no frames; pass a list of images (tensors or arrays)")
+        raise ValueError(f"{where}: got no frames; pass a list of images (tensors or arrays)")
     arrays = [_frame_to_uint8(f) for f in frames]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
-        raise ValueError(f"animate(): every frame must have the same shape, got {sorted(shapes)}")
+        raise ValueError(f"{where}: every frame must have the same shape, got {sorted(shapes)}")
     shape = arrays[0].shape
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (3, 4)):
-        raise ValueError(f"animate(): a frame must be (H, W), (H, W, 3) or (C, H, W); got {shape}")
+        raise ValueError(f"{where}: a frame must be (H, W), (H, W, 3) or (C, H, W); got {shape}")
     if not fps > 0:
-        raise ValueError(f"animate(): fps must be positive, got {fps!r}")
+        raise ValueError(f"{where}: fps must be positive, got {fps!r}")
     if scale != 1:
         arrays = [np.kron(a, np.ones((scale, scale) + (1,) * (a.ndim - 2), dtype=np.uint8)) for a in arrays]
     durations = [1000.0 / fps] * len(arrays)
@@ -144,7 +148,7 @@ def animate(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale: 
     """
     from IPython.display import Image
 
-    return Image(data=gif_bytes(frames, fps=fps, hold_last=hold_last, scale=scale), format="gif")
+    return Image(data=gif_bytes(frames, fps=fps, hold_last=hold_last, scale=scale, where="animate()"), format="gif")
 
 
 def grid_frames(trajectory: Sequence[torch.Tensor], nrow: int = 4, num_frames: int | None = 50) -> list:

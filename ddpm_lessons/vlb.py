@@ -25,7 +25,8 @@ import math
 
 import torch
 
-VARIANCES = ("beta", "beta_tilde")
+from . import _checks
+from .diffusion import VARIANCES
 
 
 def _broadcast(value, like: torch.Tensor) -> torch.Tensor:
@@ -37,8 +38,8 @@ def _sum_per_example(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).sum(dim=1) if x.dim() > 1 else x
 
 
-def _kl_steps(diffusion, t, batch: int, device) -> torch.Tensor:
-    t = diffusion._check_t(t, batch, device)
+def _kl_steps(diffusion, t, batch: int, device, where: str) -> torch.Tensor:
+    t = _checks.timesteps(t, diffusion.T, batch, where, device)
     if batch and t.min() < 1:
         raise ValueError(
             "the KL terms L_{t-1} live at 0-based steps t = 1 … T-1 (the paper's t = 2 … T); "
@@ -72,25 +73,18 @@ def gaussian_nll(x, mean, var) -> torch.Tensor:
 
 
 def schedule64(diffusion, device=None) -> dict:
-    """The schedule quantities recomputed in float64 from ``diffusion.betas``.
+    """The schedule quantities of ``diffusion`` in float64 (``diffusion.float64``) on ``device``.
 
     The bound is a sum of small differences (μ̃_t − μ_θ is tiny when ε_θ ≈ ε), so its pieces are
     computed in double precision from one set of betas; then eq. 12 holds to rounding (1e-12), not
     just to float32's 1e-4.
     """
-    betas = diffusion.betas.detach().to(device or diffusion.betas.device, torch.float64)
-    alphas = 1 - betas
-    alphas_cumprod = torch.cumprod(alphas, dim=0)
-    alphas_cumprod_prev = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
-    return {"betas": betas, "alphas": alphas, "alphas_cumprod": alphas_cumprod,
-            "alphas_cumprod_prev": alphas_cumprod_prev,
-            "posterior_variance": betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)}
+    return {name: value.to(device or "cpu") for name, value in diffusion.float64.items()}
 
 
 def reverse_variance(diffusion, t: torch.Tensor, variance: str = "beta") -> torch.Tensor:
     """σ_t² of p_θ(x_{t−1} | x_t) at steps ``t``: β_t (``"beta"``) or β̃_t (``"beta_tilde"``) (Ho et al. 2020, sec. 3.2)."""
-    if variance not in VARIANCES:
-        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+    _checks.one_of(variance, VARIANCES, "variance", "reverse_variance()")
     return schedule64(diffusion, t.device)["betas" if variance == "beta" else "posterior_variance"][t]
 
 
@@ -99,9 +93,8 @@ def noise_weight(diffusion, t, variance: str = "beta") -> torch.Tensor:
 
     ``t``: a LongTensor (B,) of 0-based steps 1 … T-1.
     """
-    if not torch.is_tensor(t) or t.dim() != 1:
-        raise ValueError(f"noise_weight(): t must be a LongTensor of shape (B,), got {t!r}")
-    t = _kl_steps(diffusion, t, t.shape[0], t.device)
+    _checks.tensor(t, "t", "noise_weight()", floating=False, shape_hint="(B,), a LongTensor of steps")
+    t = _kl_steps(diffusion, t, t.shape[0], t.device, "noise_weight()")
     s = schedule64(diffusion, t.device)
     sigma2 = reverse_variance(diffusion, t, variance)
     return s["betas"][t] ** 2 / (2 * sigma2 * s["alphas"][t] * (1 - s["alphas_cumprod"][t]))
@@ -116,10 +109,10 @@ def kl_term(diffusion, x0, t, noise, eps_pred, variance: str = "beta") -> torch.
     (eq. 11), its variance σ_t². Computed directly as a KL between these Gaussians, without eq. 12,
     so that :func:`weighted_noise_error` can be checked against it. Steps t = 1 … T-1 (0-based).
     """
-    x0 = diffusion._check_x(x0, "x0")
-    t = _kl_steps(diffusion, t, x0.shape[0], x0.device)
-    diffusion._same_shape(x0, noise, "x0", "noise")
-    diffusion._same_shape(x0, eps_pred, "x0", "eps_pred")
+    x0 = _checks.tensor(x0, "x0", "kl_term()")
+    t = _kl_steps(diffusion, t, x0.shape[0], x0.device, "kl_term()")
+    _checks.same_shape(x0, noise, "x0", "noise", "kl_term()")
+    _checks.same_shape(x0, eps_pred, "x0", "eps_pred", "kl_term()")
     s = {name: _broadcast(value[t], x0.double()) for name, value in schedule64(diffusion, x0.device).items()}
     x0, noise, eps_pred = x0.double(), noise.double(), eps_pred.double()
     betas, alphas, abar, abar_prev = s["betas"], s["alphas"], s["alphas_cumprod"], s["alphas_cumprod_prev"]
@@ -137,9 +130,9 @@ def weighted_noise_error(diffusion, t, noise, eps_pred, variance: str = "beta") 
     C_t = D/2 (log(σ_t²/β̃_t) + β̃_t/σ_t² − 1) depends only on the schedule (0 when σ_t² = β̃_t).
     Equals :func:`kl_term` for every x_0 (which cancels out), ε and ε_θ: chapter 4 checks it.
     """
-    noise = diffusion._check_x(noise, "noise")
-    diffusion._same_shape(noise, eps_pred, "noise", "eps_pred")
-    t = _kl_steps(diffusion, t, noise.shape[0], noise.device)
+    noise = _checks.tensor(noise, "noise", "weighted_noise_error()")
+    _checks.same_shape(noise, eps_pred, "noise", "eps_pred", "weighted_noise_error()")
+    t = _kl_steps(diffusion, t, noise.shape[0], noise.device, "weighted_noise_error()")
     sigma2 = reverse_variance(diffusion, t, variance)
     beta_tilde = schedule64(diffusion, t.device)["posterior_variance"][t]
     dims = noise[0].numel()
@@ -150,7 +143,7 @@ def weighted_noise_error(diffusion, t, noise, eps_pred, variance: str = "beta") 
 
 def prior_term(diffusion, x0) -> torch.Tensor:
     """L_T = KL( q(x_T | x_0) ‖ N(0, I) ) per example: no parameters, ≈ 0 when ᾱ_T ≈ 0."""
-    x0 = diffusion._check_x(x0, "x0").double()
+    x0 = _checks.tensor(x0, "x0", "prior_term()").double()
     last = schedule64(diffusion, x0.device)["alphas_cumprod"][-1]
     return _sum_per_example(normal_kl(last.sqrt() * x0, (1 - last).expand_as(x0), torch.zeros_like(x0),
                                       torch.ones_like(x0)))
@@ -162,9 +155,9 @@ def decoder_nll(diffusion, x0, noise, eps_pred) -> torch.Tensor:
     (Ho et al. discretise it for 8-bit images; 2-D points are continuous, so the density is used.)
     x_1 = sqrt(ᾱ_1) x_0 + sqrt(1 − ᾱ_1) ε (0-based step 0); ``eps_pred`` is ε_θ(x_1, 0).
     """
-    x0 = diffusion._check_x(x0, "x0").double()
-    diffusion._same_shape(x0, noise, "x0", "noise")
-    diffusion._same_shape(x0, eps_pred, "x0", "eps_pred")
+    x0 = _checks.tensor(x0, "x0", "decoder_nll()").double()
+    _checks.same_shape(x0, noise, "x0", "noise", "decoder_nll()")
+    _checks.same_shape(x0, eps_pred, "x0", "eps_pred", "decoder_nll()")
     beta = schedule64(diffusion, x0.device)["betas"][0]
     alpha = 1 - beta  # = ᾱ_1, so sqrt(1 − ᾱ_1) = sqrt(β_1)
     x1 = alpha.sqrt() * x0 + beta.sqrt() * noise.double()
@@ -180,7 +173,7 @@ def bound(diffusion, model, x0, variance: str = "beta", generator: torch.Generat
     ``{"total", "prior", "decoder", "kl": tensor (T,) of mean L_{t−1} per step (kl[0] = 0, unused),
     "noise_error": tensor (T,) of mean ‖ε − ε_θ‖² per step}``.
     """
-    x0 = diffusion._check_x(x0, "x0")
+    x0 = _checks.tensor(x0, "x0", "bound()")
     batch = x0.shape[0]
     kl = torch.zeros(diffusion.T, dtype=torch.float64)
     noise_error = torch.zeros(diffusion.T, dtype=torch.float64)
@@ -189,7 +182,7 @@ def bound(diffusion, model, x0, variance: str = "beta", generator: torch.Generat
         t = torch.full((batch,), step, dtype=torch.long, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype,
                             device=generator.device if generator is not None else x0.device).to(x0.device)
-        eps_pred = diffusion._model_output(model, diffusion.q_sample(x0, t, noise), t)
+        eps_pred = diffusion.model_output(model, diffusion.q_sample(x0, t, noise), t)
         noise_error[step] = _sum_per_example((noise - eps_pred).double() ** 2).mean().cpu()
         if step == 0:
             decoder = decoder_nll(diffusion, x0, noise, eps_pred).mean().cpu()

@@ -4,9 +4,10 @@ import json
 import pytest
 
 from ddpm_lessons import bench
+from ddpm_lessons.models import UNetConfig
 
 TINY = dict(device="cpu", batch_size=4, steps=2, warmup=1, repeats=1, sample_batch=2, sample_T=2,
-            model_config=dict(dim=8, dim_mults=(1, 2), attn_heads=1, attn_dim_head=8))
+            model_config=UNetConfig(dim=8, dim_mults=(1, 2), attn_heads=1, attn_dim_head=8))
 
 
 def test_bench_run_reports_medians_and_speedup():

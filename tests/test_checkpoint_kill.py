@@ -8,7 +8,7 @@ import textwrap
 import time
 
 import pytest
-from ddpm_lessons import training
+from ddpm_lessons import checkpoints, training
 
 SCRIPT = textwrap.dedent("""
     import sys, time
@@ -68,7 +68,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, delay):
             process.kill()
     assert process.returncode == -signal.SIGKILL
 
-    saved = training.load_checkpoint(path)  # readable: never a corrupt file
+    saved = checkpoints.load(path)  # readable: never a corrupt file
     step = int(saved["step"])
     assert step >= 1 and len(saved["history"]) == step
 
@@ -83,14 +83,6 @@ def test_sigkill_mid_run_then_resume(tmp_path, delay):
                             progress=False, checkpoint_path=path, resume=True)
     assert result.resumed_from_step == step and result.steps == step + 5
     assert result.history[:step] == pytest.approx(saved["history"].tolist())
-    assert int(training.load_checkpoint(path)["step"]) == step + 5
+    assert int(checkpoints.load(path)["step"]) == step + 5
     # a temporary file that the kill may have left mid-write is gone after the next save
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".py" and p.name != "__pycache__") == ["ckpt.pt"]
-
-
-def test_stale_temporary_file_is_removed_by_the_next_save(tmp_path):
-    path = tmp_path / "ckpt.pt"
-    stale = tmp_path / ".ckpt.pt.abc123.tmp"
-    stale.write_bytes(b"half a checkpoint")  # what a SIGKILL in the middle of torch.save leaves
-    training.save_checkpoint(path, {"step": 3})
-    assert not stale.exists() and training.load_checkpoint(path)["step"] == 3

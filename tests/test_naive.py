@@ -82,7 +82,7 @@ def test_loss_is_the_mse_of_the_reconstruction():
     (lambda m: naive.denoise(m, torch.zeros(1, 1, 8, 8), steps=0), "positive int"),
     (lambda m: naive.denoise(m, torch.zeros(1, 1, 8, 8, dtype=torch.long)), "floating-point"),
     (lambda m: naive.sample(m, (1, 8, 8)), "four positive ints"),
-    (lambda m: naive.denoise(lambda x: x[:, :, :4], torch.zeros(1, 1, 8, 8)), "model must return"),
+    (lambda m: naive.denoise(lambda x: x[:, :, :4], torch.zeros(1, 1, 8, 8)), "prediction must have the shape of x"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

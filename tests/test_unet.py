@@ -2,23 +2,27 @@
 import pytest
 import torch
 
-from ddpm_lessons.models import UNet
-from ddpm_lessons.models.unet import count_parameters
+from ddpm_lessons.models import UNet, UNetConfig
+from ddpm_lessons.utils import count_parameters
 
 SMALL = dict(dim=8, dim_mults=(1, 2, 2), attn_heads=2, attn_dim_head=8)
+
+
+def small_unet(**changes) -> UNet:
+    return UNet(UNetConfig(**{**SMALL, **changes}))
 
 
 @pytest.mark.parametrize("block", ["resnet", "convnext"])
 @pytest.mark.parametrize("size", [28, 32])
 def test_unet_output_shape(block, size):
     torch.manual_seed(0)
-    model = UNet(**SMALL, block=block)
+    model = small_unet(block=block)
     x = torch.randn(2, 1, size, size)
     assert model(x, torch.tensor([0, 99])).shape == x.shape
 
 
 def test_unet_more_channels_and_deeper_at_32():
-    model = UNet(dim=8, channels=3, dim_mults=(1, 2, 2, 4), attn_heads=1, attn_dim_head=8)
+    model = UNet(UNetConfig(dim=8, channels=3, dim_mults=(1, 2, 2, 4), attn_heads=1, attn_dim_head=8))
     assert model.size_multiple == 8
     assert model(torch.randn(1, 3, 32, 32), torch.tensor([3])).shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="multiples of 8; got 28x28"):
@@ -27,7 +31,7 @@ def test_unet_more_channels_and_deeper_at_32():
 
 def test_unet_depends_on_t_and_trains():
     torch.manual_seed(0)
-    model = UNet(**SMALL)
+    model = small_unet()
     x = torch.randn(2, 1, 28, 28)
     assert not torch.allclose(model(x, torch.tensor([0, 0])), model(x, torch.tensor([500, 500])))
     model(x, torch.tensor([1, 2])).pow(2).mean().backward()
@@ -37,11 +41,11 @@ def test_unet_depends_on_t_and_trains():
 
 def test_unet_channels_last_and_bf16_autocast_agree_with_fp32():
     torch.manual_seed(0)
-    model = UNet(**SMALL).eval()
+    model = small_unet().eval()
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 50])
     with torch.no_grad():
         reference = model(x, t)
-        model_cl = UNet(**SMALL).eval()
+        model_cl = small_unet().eval()
         model_cl.load_state_dict(model.state_dict())
         model_cl.to(memory_format=torch.channels_last)
         assert torch.allclose(model_cl(x.contiguous(memory_format=torch.channels_last), t), reference, atol=1e-4)
@@ -59,7 +63,7 @@ def test_unet_channels_last_and_bf16_autocast_agree_with_fp32():
 ])
 def test_unet_bad_inputs(x, t, message):
     with pytest.raises(ValueError, match=message):
-        UNet(**SMALL)(x, t)
+        small_unet()(x, t)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -69,7 +73,7 @@ def test_unet_bad_inputs(x, t, message):
 ])
 def test_unet_bad_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        UNet(**{**SMALL, **kwargs})
+        small_unet(**kwargs)
 
 
 def test_unet_learns_a_denoising_step():
@@ -78,7 +82,7 @@ def test_unet_learns_a_denoising_step():
 
     torch.manual_seed(0)
     d = dl.Diffusion(dl.schedules.cosine_beta_schedule(20))
-    model = UNet(**SMALL)
+    model = small_unet()
     x0 = torch.rand(8, 1, 28, 28).round() * 2 - 1
     batches = dl.training.TensorBatches(x0, batch_size=8, device="cpu")
     g = torch.Generator().manual_seed(1)
@@ -86,3 +90,12 @@ def test_unet_learns_a_denoising_step():
     loss = lambda m, x: d.loss(m, x, t=fixed_t, noise=fixed_noise)
     result = dl.training.train(model, loss, batches, steps=40, lr=3e-3, optimizer="adamw", progress=False)
     assert dl.training.smoothed(result.history, 5) < 0.7 * result.history[0]
+
+
+def test_unet_config_is_chapter_5s_network_and_round_trips():
+    config = UNetConfig()
+    assert (config.dim, config.dim_mults, config.attn_heads, config.attn_dim_head) == (16, (1, 2, 2), 2, 16)
+    assert UNetConfig(**config.to_dict()) == config
+    assert UNet().config == config and UNet(config).dim_mults == (1, 2, 2)
+    with pytest.raises(ValueError, match="expected a UNetConfig"):
+        UNet(dict(dim=16))

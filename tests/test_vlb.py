@@ -90,9 +90,9 @@ def test_kl_term_is_the_constant_for_a_perfect_prediction():
 def test_noise_weight_is_the_formula_of_eq_12():
     d = _diffusion(T=20)
     t = torch.arange(1, 20)
-    b = d.betas.double()[t]
+    b = d.float64["betas"][t]   # the schedule as Diffusion keeps it, in float64
     a = 1 - b
-    abar = torch.cumprod(1 - d.betas.double(), 0)[t]
+    abar = torch.cumprod(1 - d.float64["betas"], 0)[t]
     btilde = vlb.schedule64(d)["posterior_variance"][t]
     assert torch.allclose(vlb.noise_weight(d, t, "beta"), b / (2 * a * (1 - abar)), rtol=1e-12)
     assert torch.allclose(vlb.noise_weight(d, t, "beta_tilde"), b**2 / (2 * btilde * a * (1 - abar)), rtol=1e-12)

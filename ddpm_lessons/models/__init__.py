@@ -1,4 +1,7 @@
-"""The networks of the book, built from small blocks: one file per model."""
+"""The networks of the book, built from small blocks: one file per model (networks only)."""
+from .basic_unet import AmountConditionedUNet, BasicUNet
+from .classifier import FashionClassifier
 from .noise_mlp import NoiseMLP
-from .basic_unet import BasicUNet
-from .unet import UNet
+from .unet import UNet, UNetConfig
+
+__all__ = ["AmountConditionedUNet", "BasicUNet", "FashionClassifier", "NoiseMLP", "UNet", "UNetConfig"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..corruption import per_image_amount
+from .. import _checks
 
 
 def _check_input(x: torch.Tensor, in_channels: int, name: str) -> None:
@@ -36,9 +36,8 @@ class BasicUNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"BasicUNet: {name} must be a positive int, got {value!r}")
+        _checks.positive_int(in_channels, "in_channels", "BasicUNet")
+        _checks.positive_int(out_channels, "out_channels", "BasicUNet")
         self.in_channels = in_channels
         self.down_layers = nn.ModuleList([
             nn.Conv2d(in_channels, 32, kernel_size=5, padding=2),
@@ -85,6 +84,6 @@ class AmountConditionedUNet(BasicUNet):
         if not torch.is_tensor(x) or x.dim() != 4:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"AmountConditionedUNet: expected a batch of images (B, C, H, W), got {shape}")
-        amount = per_image_amount(amount, x, "AmountConditionedUNet")
+        amount = _checks.per_image_amount(amount, x, "AmountConditionedUNet")
         amount_channel = amount.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:])
         return super().forward(torch.cat([x, amount_channel], dim=1))

@@ -9,41 +9,74 @@ with up to six.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from functools import partial
 
 import torch
 from torch import nn
 
+from .. import _checks
 from .attention import Attention, LinearAttention
 from .blocks import ConvNextBlock, Downsample, PreNorm, Residual, ResnetBlock, TimeEmbedding, Upsample
 
 BLOCKS = ("resnet", "convnext")
 
 
-class UNet(nn.Module):
-    """ε_θ(x_t, t): images (B, channels, H, W) and steps t (B,) -> predicted noise (B, channels, H, W).
+@dataclass(frozen=True)
+class UNetConfig:
+    """The shape of a :class:`UNet` (as nanoGPT's ``GPTConfig``); the defaults are chapter 5's network.
 
     ``dim``: channels of the first level; level i has ``dim · dim_mults[i]``. ``block``: "resnet"
     (scale-and-shift time conditioning) or "convnext". ``attn_heads``/``attn_dim_head``: the
     attention's shape (linear attention in every level, full attention in the middle).
     """
 
-    def __init__(self, dim: int = 32, channels: int = 1, dim_mults: tuple[int, ...] = (1, 2, 4),
-                 block: str = "resnet", groups: int = 8, attn_heads: int = 4, attn_dim_head: int = 32):
+    dim: int = 16
+    channels: int = 1
+    dim_mults: tuple = (1, 2, 2)
+    block: str = "resnet"
+    groups: int = 8
+    attn_heads: int = 2
+    attn_dim_head: int = 16
+
+    def __post_init__(self):
+        where = "UNetConfig"
+        if _checks.positive_int(self.dim, "dim", where, minimum=2) % 2:
+            raise ValueError(f"{where}: dim must be an even int >= 2, got {self.dim!r}")
+        _checks.positive_int(self.channels, "channels", where)
+        if not isinstance(self.dim_mults, (tuple, list)) or not self.dim_mults:
+            raise ValueError(f"{where}: dim_mults must be a non-empty sequence of positive ints, got {self.dim_mults!r}")
+        for m in self.dim_mults:
+            _checks.positive_int(m, "every entry of dim_mults", where)
+        object.__setattr__(self, "dim_mults", tuple(self.dim_mults))
+        _checks.one_of(self.block, BLOCKS, "block", where)
+        for name in ("groups", "attn_heads", "attn_dim_head"):
+            _checks.positive_int(getattr(self, name), name, where)
+
+    def to_dict(self) -> dict:
+        """Plain values (for a checkpoint or JSON): ``UNetConfig(**config.to_dict())`` rebuilds it."""
+        return {**asdict(self), "dim_mults": list(self.dim_mults)}
+
+
+class UNet(nn.Module):
+    """ε_θ(x_t, t): images (B, channels, H, W) and steps t (B,) -> predicted noise (B, channels, H, W).
+
+    Built from a :class:`UNetConfig` (default: chapter 5's), kept as ``model.config``.
+    """
+
+    def __init__(self, config: UNetConfig | None = None):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
-            raise ValueError(f"UNet: dim must be an even int >= 2, got {dim!r}")
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"UNet: channels must be a positive int, got {channels!r}")
-        if (not isinstance(dim_mults, (tuple, list)) or not dim_mults
-                or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in dim_mults)):
-            raise ValueError(f"UNet: dim_mults must be a non-empty sequence of positive ints, got {dim_mults!r}")
-        if block not in BLOCKS:
-            raise ValueError(f"UNet: block must be one of {BLOCKS}, got {block!r}")
-        self.dim, self.channels, self.dim_mults = dim, channels, tuple(dim_mults)
+        if config is None:
+            config = UNetConfig()
+        if not isinstance(config, UNetConfig):
+            raise ValueError(f"UNet: expected a UNetConfig, e.g. UNet(UNetConfig(dim=32)); got {config!r}")
+        self.config = config
+        dim, channels, dim_mults = config.dim, config.channels, config.dim_mults
+        self.dim, self.channels, self.dim_mults = dim, channels, dim_mults
         time_dim = 4 * dim
-        make_block = (partial(ResnetBlock, time_dim=time_dim, groups=groups) if block == "resnet"
+        make_block = (partial(ResnetBlock, time_dim=time_dim, groups=config.groups) if config.block == "resnet"
                       else partial(ConvNextBlock, time_dim=time_dim))
+        attn_heads, attn_dim_head = config.attn_heads, config.attn_dim_head
         linear_attention = partial(LinearAttention, heads=attn_heads, dim_head=attn_dim_head)
 
         self.time_embedding = TimeEmbedding(dim)
@@ -123,7 +156,3 @@ class UNet(nn.Module):
         h = self.final_block(torch.cat([h, skips.pop()], dim=1), time_emb)
         return self.final_conv(h)
 
-
-def count_parameters(model: nn.Module) -> int:
-    """The number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

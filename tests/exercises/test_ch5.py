@@ -8,11 +8,6 @@ from ddpm_lessons import exercises
 from ddpm_lessons.models.embeddings import sinusoidal_embedding
 
 
-def _verdict(checker, answer, capsys):
-    ok = checker(answer)
-    return ok, capsys.readouterr().out
-
-
 # ---------------------------------------------------------------- sinusoidal embedding
 def _embedding(t, dim, swap=False, interleave=False, exponent_dim=False, drop_t=False):
     half = dim // 2
@@ -24,8 +19,8 @@ def _embedding(t, dim, swap=False, interleave=False, exponent_dim=False, drop_t=
     return torch.cat([cos, sin] if swap else [sin, cos], dim=1)
 
 
-def test_sinusoidal_reference_passes(capsys):
-    ok, out = _verdict(exercises.check_sinusoidal_embedding, sinusoidal_embedding, capsys)
+def test_sinusoidal_reference_passes(verdict):
+    ok, out = verdict(exercises.check_sinusoidal_embedding, sinusoidal_embedding)
     assert ok and "correct" in out
 
 
@@ -37,8 +32,8 @@ def test_sinusoidal_reference_passes(capsys):
     (lambda t, d: _embedding(t, d)[:, : d // 2], "expected shape"),
     (lambda t, d: _embedding(t, d).tolist(), "expected a torch.Tensor"),
 ])
-def test_sinusoidal_mistakes_are_named(answer, message, capsys):
-    ok, out = _verdict(exercises.check_sinusoidal_embedding, answer, capsys)
+def test_sinusoidal_mistakes_are_named(answer, message, verdict):
+    ok, out = verdict(exercises.check_sinusoidal_embedding, answer)
     assert not ok and message in out, out
 
 
@@ -58,10 +53,10 @@ def _forward(block, x, time_emb, mistake=None):
     return out if mistake == "no_skip" else out + block.skip(x)
 
 
-def test_resnet_reference_passes(capsys):
-    ok, out = _verdict(exercises.check_resnet_block, lambda b, x, e: b(x, e), capsys)
+def test_resnet_reference_passes(verdict):
+    ok, out = verdict(exercises.check_resnet_block, lambda b, x, e: b(x, e))
     assert ok and "correct" in out
-    ok, _ = _verdict(exercises.check_resnet_block, _forward, capsys)
+    ok, _ = verdict(exercises.check_resnet_block, _forward)
     assert ok
 
 
@@ -71,22 +66,22 @@ def test_resnet_reference_passes(capsys):
     ("swap", "scale and shift are swapped"),
     ("after_act", "between the norm and the activation"),
 ])
-def test_resnet_mistakes_are_named(mistake, message, capsys):
-    ok, out = _verdict(exercises.check_resnet_block, lambda b, x, e: _forward(b, x, e, mistake), capsys)
+def test_resnet_mistakes_are_named(mistake, message, verdict):
+    ok, out = verdict(exercises.check_resnet_block, lambda b, x, e: _forward(b, x, e, mistake))
     assert not ok and message in out, out
 
 
-def test_resnet_time_in_second_layer_and_crash(capsys):
+def test_resnet_time_in_second_layer_and_crash(verdict):
     wrong = lambda b, x, e: b.block2(b.block1(x), tuple(b.time_mlp(e)[:, :, None, None].chunk(2, 1))) + b.skip(x)
-    ok, out = _verdict(exercises.check_resnet_block, wrong, capsys)
+    ok, out = verdict(exercises.check_resnet_block, wrong)
     assert not ok and "first conv layer (block1)" in out
-    ok, out = _verdict(exercises.check_resnet_block, lambda b, x, e: b.block1(x) @ x, capsys)
+    ok, out = verdict(exercises.check_resnet_block, lambda b, x, e: b.block1(x) @ x)
     assert not ok and "raised" in out
 
 
 # ---------------------------------------------------------------- EMA update
-def test_ema_reference_passes(capsys):
-    ok, out = _verdict(exercises.check_ema_update, lambda e, p, d: d * e + (1 - d) * p, capsys)
+def test_ema_reference_passes(verdict):
+    ok, out = verdict(exercises.check_ema_update, lambda e, p, d: d * e + (1 - d) * p)
     assert ok and "correct" in out
 
 
@@ -102,6 +97,6 @@ def _in_place_on_param(e, p, d):
     (_in_place_on_param, "changed the model's weight"),
     (lambda e, p, d: d * e, "differs from the expected one"),
 ])
-def test_ema_mistakes_are_named(answer, message, capsys):
-    ok, out = _verdict(exercises.check_ema_update, answer, capsys)
+def test_ema_mistakes_are_named(answer, message, verdict):
+    ok, out = verdict(exercises.check_ema_update, answer)
     assert not ok and message in out, out

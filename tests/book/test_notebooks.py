@@ -8,35 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_book import ROOT, toc_files
+from .conftest import ROOT, code_cells, source, toc_files, toc_notebooks
 
 MAX_BYTES = 5 * 2**20
-NOTEBOOKS = [ROOT / f"{name}.ipynb" for name in toc_files() if (ROOT / f"{name}.ipynb").exists()
-             or name.endswith("ipynb")]
-
-
-def repository_url() -> str:
-    return yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
-
-
-def colab_install_cell() -> str:
-    """The first code cell of every notebook: installs the module on Colab only."""
-    return (
-        "# On Colab: install the companion module (Colab's own torch is kept). Hidden on the website.\n"
-        "import sys\n"
-        "if \"google.colab\" in sys.modules:\n"
-        f"    %pip install -q \"ddpm-lessons @ git+{repository_url()}\"\n"
-    ).rstrip("\n")
-
-
-def code_cells(path: Path) -> list[dict]:
-    notebook = json.loads(path.read_text())
-    return [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
-
-
-def source(cell: dict) -> str:
-    text = cell["source"]
-    return ("".join(text) if isinstance(text, list) else text).rstrip("\n")
+NOTEBOOKS = toc_notebooks()
 
 
 def test_toc_notebooks_exist():

@@ -10,22 +10,17 @@ from ddpm_lessons.models.basic_unet import AmountConditionedUNet
 from ddpm_lessons.naive import denoise
 
 
-def _verdict(check, answer, capsys):
-    ok = check(answer)
-    return ok, capsys.readouterr().out
-
-
 # ---------------------------------------------------------------- check_corrupt
-def test_check_corrupt_accepts_the_reference(capsys):
-    ok, out = _verdict(exercises.check_corrupt, lambda x, a: corrupt(x, a), capsys)
+def test_check_corrupt_accepts_the_reference(verdict):
+    ok, out = verdict(exercises.check_corrupt, lambda x, a: corrupt(x, a))
     assert ok and "correct" in out
 
 
-def test_check_corrupt_accepts_a_typical_right_answer(capsys):
+def test_check_corrupt_accepts_a_typical_right_answer(verdict):
     def student(x, amount):
         amount = amount.view(-1, 1, 1, 1)
         return x * (1 - amount) + (torch.rand_like(x) * 2 - 1) * amount
-    assert _verdict(exercises.check_corrupt, student, capsys)[0]
+    assert verdict(exercises.check_corrupt, student)[0]
 
 
 CORRUPT_MISTAKES = {
@@ -54,15 +49,15 @@ CORRUPT_MISTAKES["in place"] = (_in_place, "in place")
 
 
 @pytest.mark.parametrize("name", list(CORRUPT_MISTAKES))
-def test_check_corrupt_catches_typical_mistakes(name, capsys):
+def test_check_corrupt_catches_typical_mistakes(name, verdict):
     answer, words = CORRUPT_MISTAKES[name]
-    ok, out = _verdict(exercises.check_corrupt, answer, capsys)
+    ok, out = verdict(exercises.check_corrupt, answer)
     assert not ok and words in out, out
 
 
 # ---------------------------------------------------------------- check_corrupt_gaussian
-def test_check_corrupt_gaussian_accepts_the_reference(capsys):
-    ok, out = _verdict(exercises.check_corrupt_gaussian, lambda x, a: corrupt(x, a, noise="gaussian"), capsys)
+def test_check_corrupt_gaussian_accepts_the_reference(verdict):
+    ok, out = verdict(exercises.check_corrupt_gaussian, lambda x, a: corrupt(x, a, noise="gaussian"))
     assert ok and "correct" in out
 
 
@@ -78,16 +73,16 @@ GAUSSIAN_MISTAKES = {
 
 
 @pytest.mark.parametrize("name", list(GAUSSIAN_MISTAKES))
-def test_check_corrupt_gaussian_catches_typical_mistakes(name, capsys):
+def test_check_corrupt_gaussian_catches_typical_mistakes(name, verdict):
     answer, words = GAUSSIAN_MISTAKES[name]
-    ok, out = _verdict(exercises.check_corrupt_gaussian, answer, capsys)
+    ok, out = verdict(exercises.check_corrupt_gaussian, answer)
     assert not ok and words in out, out
 
 
 # ---------------------------------------------------------------- check_amount_conditioned_unet
-def test_check_amount_conditioned_unet_accepts_the_reference(capsys):
+def test_check_amount_conditioned_unet_accepts_the_reference(verdict):
     torch.manual_seed(0)
-    ok, out = _verdict(exercises.check_amount_conditioned_unet, AmountConditionedUNet(), capsys)
+    ok, out = verdict(exercises.check_amount_conditioned_unet, AmountConditionedUNet())
     assert ok and "correct" in out
 
 
@@ -139,19 +134,19 @@ class ReturnsTuple(AmountConditionedUNet):
     (HardCoded28, "no hard-coded 28"),
     (ReturnsTuple, "got tuple"),
 ])
-def test_check_amount_conditioned_unet_catches_typical_mistakes(model_class, words, capsys):
+def test_check_amount_conditioned_unet_catches_typical_mistakes(model_class, words, verdict):
     torch.manual_seed(0)
-    ok, out = _verdict(exercises.check_amount_conditioned_unet, model_class(), capsys)
+    ok, out = verdict(exercises.check_amount_conditioned_unet, model_class())
     assert not ok and words in out, out
 
 
 # ---------------------------------------------------------------- check_naive_sampler
-def test_check_naive_sampler_accepts_the_reference(capsys):
-    ok, out = _verdict(exercises.check_naive_sampler, denoise, capsys)
+def test_check_naive_sampler_accepts_the_reference(verdict):
+    ok, out = verdict(exercises.check_naive_sampler, denoise)
     assert ok and "correct" in out
 
 
-def test_check_naive_sampler_accepts_a_typical_right_answer(capsys):
+def test_check_naive_sampler_accepts_a_typical_right_answer(verdict):
     def student(model, x, steps):
         for i in range(steps):
             with torch.no_grad():
@@ -159,7 +154,7 @@ def test_check_naive_sampler_accepts_a_typical_right_answer(capsys):
             mix = 1 / (steps - i)
             x = x * (1 - mix) + pred * mix
         return x
-    assert _verdict(exercises.check_naive_sampler, student, capsys)[0]
+    assert verdict(exercises.check_naive_sampler, student)[0]
 
 
 def _sampler(weight, in_place=False, calls_once=False):
@@ -186,12 +181,12 @@ SAMPLER_MISTAKES = {
 
 
 @pytest.mark.parametrize("name", list(SAMPLER_MISTAKES))
-def test_check_naive_sampler_catches_typical_mistakes(name, capsys):
+def test_check_naive_sampler_catches_typical_mistakes(name, verdict):
     answer, words = SAMPLER_MISTAKES[name]
-    ok, out = _verdict(exercises.check_naive_sampler, answer, capsys)
+    ok, out = verdict(exercises.check_naive_sampler, answer)
     assert not ok and words in out, out
 
 
-def test_check_amount_conditioned_unet_catches_a_class_passed_instead_of_an_instance(capsys):
-    ok, out = _verdict(exercises.check_amount_conditioned_unet, AmountConditionedUNet, capsys)
+def test_check_amount_conditioned_unet_catches_a_class_passed_instead_of_an_instance(verdict):
+    ok, out = verdict(exercises.check_amount_conditioned_unet, AmountConditionedUNet)
     assert not ok and "pass an instance" in out, out

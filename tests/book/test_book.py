@@ -2,26 +2,7 @@
 import re
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def toc_files() -> list[str]:
-    """Every document of _toc.yml (the root first), as paths relative to the repository."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    walk(toc.get("parts"))
-    walk(toc.get("chapters"))
-    return files
+from .conftest import ROOT, toc_files
 
 
 def test_toc_documents_exist():

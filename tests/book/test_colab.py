@@ -21,27 +21,14 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from test_notebooks import colab_install_cell, repository_url
+from .conftest import ROOT, colab_install_cell, colab_link, repository_url
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python < 3.11
     tomllib = pytest.importorskip("tomli")
 
-ROOT = Path(__file__).resolve().parents[1]
 BOOK_NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
-
-
-def colab_link(notebook: str) -> str:
-    """The Colab URL that opens ``notebook`` (a path in the repository), from _config.yml's
-    repository and launch settings, as the launch button builds it."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    repository = config["repository"]
-    owner_and_name = urlparse(repository["url"]).path.strip("/").removesuffix(".git")
-    prefix = (repository.get("path_to_book") or "").strip("/")
-    path = f"{prefix}/{notebook}" if prefix else notebook
-    colab = config["launch_buttons"]["colab_url"].rstrip("/")
-    return f"{colab}/github/{owner_and_name}/blob/{repository.get('branch', 'main')}/{path}"
 
 
 def first_code_cell(path: Path) -> dict:

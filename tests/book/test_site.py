@@ -20,8 +20,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 import pytest
 
-from test_book import ROOT, toc_files
-from test_colab import colab_link
+from .conftest import ROOT, colab_link, toc_files
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -19,8 +19,7 @@ import nbformat
 import pytest
 
 import ddpm_lessons as dl
-from test_book import ROOT, toc_files
-from test_colab import colab_link
+from .conftest import ROOT, colab_link, toc_files
 
 PAGE = ROOT / "book" / "instructors.md"
 DIRECTIVE = re.compile(r"^(?:`{3,}|:{3,})\{exercise(?:-start)?\}[ \t]*(?P<title>.*)$")
