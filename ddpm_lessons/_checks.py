@@ -26,14 +26,24 @@ def positive_int(value, name: str, where: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def even_int(value, name: str, where: str, minimum: int = 2) -> int:
+    """``value`` as an even int >= ``minimum`` (sizes split into sine and cosine halves)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or value % 2:
+        raise ValueError(f"{where}: {name} must be an even int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def number(value, name: str, where: str, low: float = -math.inf, high: float = math.inf,
            low_open: bool = False, high_open: bool = False) -> float:
     """``value`` as a finite float in the interval given by ``low``/``high`` (open ends as asked)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or \
             (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
-        interval = (f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-                    .replace("[-inf", "(-inf").replace("inf]", "inf)"))
-        raise ValueError(f"{where}: {name} must be a finite number in {interval}, got {value!r}")
+        if high == math.inf and low in (0, -math.inf):
+            wanted = ("a positive number" if low_open else "a number >= 0") if low == 0 else "a finite number"
+        else:
+            wanted = (f"a number in {'(' if low_open or low == -math.inf else '['}{low:g}, "
+                      f"{high:g}{')' if high_open or high == math.inf else ']'}")
+        raise ValueError(f"{where}: {name} must be {wanted}, got {value!r}")
     return float(value)
 
 

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from . import settings, training
+from . import _checks, settings, training
 from .data import fashion_mnist, fashion_mnist_tensors
 from .diffusion import Diffusion
 from .models.unet import UNet, UNetConfig
@@ -91,8 +91,7 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
                    sample_batch=sample_batch, sample_T=sample_T)
     options = {k: defaults[k] if v is None else v for k, v in options.items()}
     for key, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"bench: {key} must be a positive int, got {value!r}")
+        _checks.positive_int(value, key, "bench")
     model_config = UNetConfig() if model_config is None else model_config
 
     images, _ = fashion_mnist_tensors(train=True)

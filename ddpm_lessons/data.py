@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import settings
+from . import _checks, settings
 
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -123,8 +123,7 @@ def _butterfly_xy(theta: torch.Tensor) -> torch.Tensor:
 
 def butterfly_curve(num: int = 4000) -> torch.Tensor:
     """``num`` points evenly spaced in θ along the whole curve (θ in [0, 12π]), shape (num, 2)."""
-    if isinstance(num, bool) or not isinstance(num, int) or num < 2:
-        raise ValueError(f"butterfly_curve(): num must be an int >= 2, got {num!r}")
+    _checks.positive_int(num, "num", "butterfly_curve()", minimum=2)
     return _butterfly_xy(torch.linspace(0.0, 12.0 * math.pi, num, dtype=torch.float64)).float()
 
 
@@ -133,10 +132,8 @@ def butterfly(n: int, noise: float = 0.0, generator: torch.Generator | None = No
 
     Shape (n, 2), float32, scaled by 1/2 so that the data fill roughly [-2, 2]².
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"butterfly(): n must be a positive int, got {n!r}")
-    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or noise < 0:
-        raise ValueError(f"butterfly(): noise must be a number >= 0, got {noise!r}")
+    _checks.positive_int(n, "n", "butterfly()")
+    _checks.number(noise, "noise", "butterfly()", 0.0)
     theta = torch.rand(n, generator=generator, dtype=torch.float64) * 12.0 * math.pi
     points = _butterfly_xy(theta).float()
     if noise > 0:
@@ -153,8 +150,8 @@ def sample_photo(size: int | None = 128) -> torch.Tensor:
     import matplotlib.cbook
     from PIL import Image
 
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
-        raise ValueError(f"sample_photo(): size must be None or an int >= 8, got {size!r}")
+    if size is not None:
+        _checks.positive_int(size, "size (None, or the shorter side in pixels)", "sample_photo()", minimum=8)
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         image = Image.open(f).convert("L")
         if size is not None:

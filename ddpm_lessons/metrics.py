@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from . import _checks
+
 # ---------------------------------------------------------------- sample diversity (chapter 1)
 def _image_batch(x, name: str, what: str = "images") -> torch.Tensor:
     if not torch.is_tensor(x) or x.dim() < 2 or not x.is_floating_point():
@@ -156,10 +158,8 @@ def data_baseline(metric, draw, n: int, repeats: int = 3, seed: int = 0):
     pairs drawn from a generator seeded with ``seed``. A model whose samples reach this value is as
     close to the data as a second data set of the same size.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"data_baseline(): n must be an int >= 2, got {n!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"data_baseline(): repeats must be a positive int, got {repeats!r}")
+    _checks.positive_int(n, "n", "data_baseline()", minimum=2)
+    _checks.positive_int(repeats, "repeats", "data_baseline()")
     generator = torch.Generator().manual_seed(seed)
     values = [metric(draw(n, generator=generator), draw(n, generator=generator)) for _ in range(repeats)]
     if isinstance(values[0], dict):

@@ -57,7 +57,7 @@ class GaussianMixture:
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return (self.means[k] + self.stds[k, None] * z).float()
 
-    def _noised(self, alpha_bar: torch.Tensor):
+    def noised(self, alpha_bar: torch.Tensor):
         """Means (B, K, D) and variances (B, K) of the components of q(x_t) for each ᾱ_t in ``alpha_bar`` (B,)."""
         means = alpha_bar.sqrt()[:, None, None] * self.means[None]
         variances = alpha_bar[:, None] * self.stds[None] ** 2 + (1 - alpha_bar[:, None])
@@ -70,7 +70,7 @@ class GaussianMixture:
             raise ValueError(f"responsibilities(): x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
         alpha_bar = torch.ones(x.shape[0], dtype=torch.float64) if alpha_bar is None else \
             torch.as_tensor(alpha_bar, dtype=torch.float64).cpu().expand(x.shape[0])
-        means, variances = self._noised(alpha_bar)
+        means, variances = self.noised(alpha_bar)
         sq = ((x[:, None, :] - means) ** 2).sum(-1)
         log_p = self.weights.log() - 0.5 * sq / variances - 0.5 * self.dim * torch.log(2 * math.pi * variances)
         return torch.softmax(log_p, dim=1)
@@ -99,7 +99,7 @@ class MixtureOracle:
             raise ValueError(f"MixtureOracle: x_t must have shape (batch, {self.mixture.dim}), got {tuple(x.shape)}")
         t = _checks.timesteps(t, len(self.alphas_cumprod), x.shape[0], "MixtureOracle", "cpu")
         alpha_bar = self.alphas_cumprod[t]
-        means, variances = self.mixture._noised(alpha_bar)
+        means, variances = self.mixture.noised(alpha_bar)
         r = self.mixture.responsibilities(x, alpha_bar)
         eps = (1 - alpha_bar).sqrt()[:, None] * (r[:, :, None] * (x[:, None, :] - means) / variances[:, :, None]).sum(1)
         return eps.to(device=x_t.device, dtype=x_t.dtype)

@@ -9,11 +9,12 @@ import os
 import platform
 import random
 import time
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import _checks
 
 QUICK_ENV = "DDPM_LESSONS_QUICK"
 DATA_ENV = "DDPM_LESSONS_DATA"
@@ -37,10 +38,7 @@ def budget(full, quick):
     >>> steps = budget(full=20_000, quick=30)
     """
     for name, value in (("full", full), ("quick", quick)):
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise ValueError(f"budget(): {name} must be a positive number, got {value!r}")
-        if value <= 0:
-            raise ValueError(f"budget(): {name} must be positive, got {value!r}")
+        _checks.number(value, name, "budget()", 0.0, low_open=True)
     if quick > full:
         raise ValueError(
             f"budget(): the quick value ({quick!r}) must not exceed the full one ({full!r}); "
@@ -66,8 +64,7 @@ def get_device() -> torch.device:
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and torch (all devices), so a run can be repeated."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed_everything(): seed must be a non-negative int, got {seed!r}")
+    _checks.positive_int(seed, "seed", "seed_everything()", minimum=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import _progress, checkpoints
+from . import _checks, _progress, checkpoints
 from .data import to_model_range
 from .settings import get_device
 
@@ -44,8 +44,7 @@ class TensorBatches:
                  seed: int = 0):
         if not torch.is_tensor(data) or data.dim() < 2 or len(data) == 0:
             raise ValueError("TensorBatches: expected a non-empty tensor (N, ...) of data")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"TensorBatches: batch_size must be a positive int, got {batch_size!r}")
+        _checks.positive_int(batch_size, "batch_size", "TensorBatches")
         if labels is not None and (not torch.is_tensor(labels) or labels.shape[:1] != data.shape[:1]):
             raise ValueError(f"TensorBatches: labels must be a tensor of length {len(data)}")
         self.device = torch.device(device) if device is not None else get_device()
@@ -168,10 +167,8 @@ def train(
     every ``callback_every`` steps and after the last one (snapshots, FID against time).
     A non-finite loss stops training with a :class:`FloatingPointError` that says what to try.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"train(): steps must be a positive int, got {steps!r}")
-    if optimizer not in ("adam", "adamw"):
-        raise ValueError(f"train(): optimizer must be 'adam' or 'adamw', got {optimizer!r}")
+    _checks.positive_int(steps, "steps", "train()")
+    _checks.one_of(optimizer, ("adam", "adamw"), "optimizer", "train()")
     if ema_decay is not None and not 0.0 < ema_decay < 1.0:
         raise ValueError(f"train(): ema_decay must be in (0, 1), got {ema_decay!r}")
     if resume and checkpoint_path is None:

@@ -67,7 +67,7 @@ def test_cosine_schedule_matches_nichol_and_dhariwal():
     (lambda: quadratic_beta_schedule(10, 1e-4, 1.5), r"\(0, 1\)"),
     (lambda: sigmoid_beta_schedule(10, -1, 0.02), r"\(0, 1\)"),
     (lambda: cosine_beta_schedule(10, max_beta=1.0), r"\(0, 1\)"),
-    (lambda: cosine_beta_schedule(10, s=-0.1), r"in \[0, inf\)"),
+    (lambda: cosine_beta_schedule(10, s=-0.1), ">= 0"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

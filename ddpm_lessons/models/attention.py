@@ -12,6 +12,13 @@ from einops import rearrange
 from torch import nn
 from torch.nn import functional as F
 
+from .. import _checks
+
+
+def _check_shape(where: str, dim, heads, dim_head) -> None:
+    for name, value in (("dim", dim), ("heads", heads), ("dim_head", dim_head)):
+        _checks.positive_int(value, name, where)
+
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """The textbook formula, step by step: ``softmax(Q Kᵀ / sqrt(d)) V`` for (..., N, d) tensors.
@@ -31,9 +38,7 @@ class Attention(nn.Module):
 
     def __init__(self, dim: int, heads: int = 4, dim_head: int = 32):
         super().__init__()
-        for key, value in (("dim", dim), ("heads", heads), ("dim_head", dim_head)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Attention: {key} must be a positive int, got {value!r}")
+        _check_shape("Attention", dim, heads, dim_head)
         self.heads = heads
         hidden = heads * dim_head
         self.to_qkv = nn.Conv2d(dim, 3 * hidden, 1, bias=False)
@@ -61,9 +66,7 @@ class LinearAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int = 4, dim_head: int = 32):
         super().__init__()
-        for key, value in (("dim", dim), ("heads", heads), ("dim_head", dim_head)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LinearAttention: {key} must be a positive int, got {value!r}")
+        _check_shape("LinearAttention", dim, heads, dim_head)
         self.heads = heads
         self.scale = dim_head ** -0.5
         hidden = heads * dim_head

@@ -16,13 +16,13 @@ import math
 import torch
 from torch import nn
 
+from .. import _checks
 from .embeddings import sinusoidal_embedding
 
 
 def _check_channels(name: str, **values) -> None:
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: {key} must be a positive int, got {value!r}")
+        _checks.positive_int(value, key, name)
 
 
 def group_norm(channels: int, groups: int = 8) -> nn.GroupNorm:

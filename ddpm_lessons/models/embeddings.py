@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from .. import _checks
+
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """The Transformer's sinusoidal embedding of the steps ``t`` (Vaswani et al. 2017, sec. 3.5).
@@ -23,10 +25,8 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     float32 (float64 if ``t`` is float64). ``dim`` must be even and >= 2. Used by ``NoiseMLP``
     (chapter 4) and the U-Net (chapter 5).
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
-        raise ValueError(f"sinusoidal_embedding(): dim must be an even int >= 2, got {dim!r}")
-    if not (isinstance(max_period, (int, float)) and not isinstance(max_period, bool) and max_period > 1):
-        raise ValueError(f"sinusoidal_embedding(): max_period must be a number > 1, got {max_period!r}")
+    _checks.even_int(dim, "dim", "sinusoidal_embedding()")
+    _checks.number(max_period, "max_period", "sinusoidal_embedding()", 1.0, low_open=True)
     if not torch.is_tensor(t) or t.dim() != 1:
         shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
         raise ValueError(f"sinusoidal_embedding(): expected t of shape (B,) (one step per example), got {shape}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import _checks
 from .embeddings import sinusoidal_embedding
 
 TIME_EMBEDDINGS = ("raw", "sinusoidal")
@@ -32,13 +33,10 @@ class NoiseMLP(nn.Module):
                  embedding_dim: int = 32, num_hidden: int = 3):
         super().__init__()
         for name, value in (("T", T), ("dim", dim), ("hidden", hidden), ("num_hidden", num_hidden)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"NoiseMLP(): {name} must be a positive int, got {value!r}")
-        if time_embedding not in TIME_EMBEDDINGS:
-            raise ValueError(f"NoiseMLP(): time_embedding must be one of {TIME_EMBEDDINGS}, got {time_embedding!r}")
-        if time_embedding == "sinusoidal" and (isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int)
-                                               or embedding_dim < 2 or embedding_dim % 2):
-            raise ValueError(f"NoiseMLP(): embedding_dim must be an even int >= 2, got {embedding_dim!r}")
+            _checks.positive_int(value, name, "NoiseMLP()")
+        _checks.one_of(time_embedding, TIME_EMBEDDINGS, "time_embedding", "NoiseMLP()")
+        if time_embedding == "sinusoidal":
+            _checks.even_int(embedding_dim, "embedding_dim", "NoiseMLP()")
         self.T, self.dim, self.time_embedding = T, dim, time_embedding
         self.embedding_dim = 1 if time_embedding == "raw" else embedding_dim
         widths = [dim] + [hidden] * num_hidden

@@ -41,8 +41,7 @@ class UNetConfig:
 
     def __post_init__(self):
         where = "UNetConfig"
-        if _checks.positive_int(self.dim, "dim", where, minimum=2) % 2:
-            raise ValueError(f"{where}: dim must be an even int >= 2, got {self.dim!r}")
+        _checks.even_int(self.dim, "dim", where)
         _checks.positive_int(self.channels, "channels", where)
         if not isinstance(self.dim_mults, (tuple, list)) or not self.dim_mults:
             raise ValueError(f"{where}: dim_mults must be a non-empty sequence of positive ints, got {self.dim_mults!r}")

@@ -48,13 +48,6 @@ def _in_place(x, a):
 CORRUPT_MISTAKES["in place"] = (_in_place, "in place")
 
 
-@pytest.mark.parametrize("name", list(CORRUPT_MISTAKES))
-def test_check_corrupt_catches_typical_mistakes(name, verdict):
-    answer, words = CORRUPT_MISTAKES[name]
-    ok, out = verdict(exercises.check_corrupt, answer)
-    assert not ok and words in out, out
-
-
 # ---------------------------------------------------------------- check_corrupt_gaussian
 def test_check_corrupt_gaussian_accepts_the_reference(verdict):
     ok, out = verdict(exercises.check_corrupt_gaussian, lambda x, a: corrupt(x, a, noise="gaussian"))
@@ -72,10 +65,14 @@ GAUSSIAN_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("name", list(GAUSSIAN_MISTAKES))
-def test_check_corrupt_gaussian_catches_typical_mistakes(name, verdict):
-    answer, words = GAUSSIAN_MISTAKES[name]
-    ok, out = verdict(exercises.check_corrupt_gaussian, answer)
+BLEND_MISTAKES = [(exercises.check_corrupt, name, *case) for name, case in CORRUPT_MISTAKES.items()] + \
+                 [(exercises.check_corrupt_gaussian, name, *case) for name, case in GAUSSIAN_MISTAKES.items()]
+
+
+@pytest.mark.parametrize("checker, name, answer, words", BLEND_MISTAKES,
+                         ids=[f"{c.__name__}: {n}" for c, n, _, _ in BLEND_MISTAKES])
+def test_blend_checkers_catch_typical_mistakes(checker, name, answer, words, verdict):
+    ok, out = verdict(checker, answer)
     assert not ok and words in out, out
 
 
