@@ -1,4 +1,4 @@
-"""One training loop for every chapter: progress bar, loss history, AMP on CUDA, EMA, checkpoints (chapters 1-5).
+"""One training loop for every chapter: progress bar, loss history, AMP, EMA, checkpoints (chapters 1-5).
 
 ```python
 batches = dl.training.TensorBatches(images_uint8, batch_size=128, device=device)
@@ -7,99 +7,40 @@ result.history        # loss per step
 result.ema_model      # EMA weights (torch.optim.swa_utils.AveragedModel), if ema_decay was given
 ```
 
-The fast path keeps a small dataset on the device as uint8 and draws each batch there
-(:class:`TensorBatches`): no data-loader workers, no host-to-device copy per step. A checkpoint is
-written atomically every few minutes; ``resume=True`` continues the step count, optimizer, EMA,
-gradient scaler and random state, and refuses (never silently restarts) when the file is missing,
-truncated or written by something else.
+A checkpoint is written atomically every few minutes (:mod:`ddpm_lessons.checkpoints`), only while
+the weights are healthy. ``resume=True`` restores the model, optimizer, EMA, gradient scaler, random
+state, batch sampler, step count and loss history; where the settings of the resumed call differ
+from the checkpoint's it applies the new value and says so, or refuses and says how to start afresh.
 """
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import _checks, _progress, checkpoints
-from .data import to_model_range
-from .settings import get_device
+from .batches import TensorBatches, batch_length, forever, to_device  # noqa: F401  (TensorBatches, forever: dl.training.*)
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+EXPLOSION_FACTOR = 1e3
+"""The loss counts as exploded when its running average exceeds this many times its best one."""
 
 
-# ---------------------------------------------------------------- batches
-class TensorBatches:
-    """Random batches drawn on the device from a dataset held there (the fast path).
-
-    ``data`` is a tensor (N, ...) of uint8 images (scaled to [-1, 1] per batch, so the dataset
-    costs one byte per pixel on the device) or of floats (used as they are). ``labels`` (N,), if
-    given, makes each batch a tuple ``(x, y)``. Sampling is with replacement from a seeded generator
-    whose state is saved in checkpoints, so a resumed run draws the same batches.
-    """
-
-    def __init__(self, data: torch.Tensor, batch_size: int, device=None, labels: torch.Tensor | None = None,
-                 seed: int = 0):
-        if not torch.is_tensor(data) or data.dim() < 2 or len(data) == 0:
-            raise ValueError("TensorBatches: expected a non-empty tensor (N, ...) of data")
-        _checks.positive_int(batch_size, "batch_size", "TensorBatches")
-        if labels is not None and (not torch.is_tensor(labels) or labels.shape[:1] != data.shape[:1]):
-            raise ValueError(f"TensorBatches: labels must be a tensor of length {len(data)}")
-        self.device = torch.device(device) if device is not None else get_device()
-        self.data = data.to(self.device)
-        self.labels = labels.to(self.device) if labels is not None else None
-        self.batch_size = batch_size
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __iter__(self) -> Iterator:
-        return self
-
-    def __next__(self):
-        index = torch.randint(len(self.data), (self.batch_size,), device=self.device, generator=self.generator)
-        x = self.data[index]
-        x = to_model_range(x) if x.dtype == torch.uint8 else x
-        return (x, self.labels[index]) if self.labels is not None else x
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"].cpu())
+class ResumeWarning(UserWarning):
+    """A setting of the resumed call differs from the checkpoint's, and the new value is used."""
 
 
-def forever(loader) -> Iterator:
-    """Batches from a DataLoader (or any re-iterable), epoch after epoch (the plain path)."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("forever(): the loader yielded no batch")
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be written (disk full, read-only); training goes on without it."""
 
 
-def _to_device(batch, device: torch.device, channels_last: bool):
-    if torch.is_tensor(batch):
-        batch = batch.to(device, non_blocking=True)
-        if channels_last and batch.dim() == 4 and batch.is_floating_point():
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_to_device(b, device, channels_last) for b in batch)
-    return batch
-
-
-def _batch_size(batch) -> int:
-    first = batch if torch.is_tensor(batch) else batch[0]
-    return len(first)
-
-
-# ---------------------------------------------------------------- precision
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 where the GPU has it, else fp16 (with a gradient scaler); None (fp32) off CUDA."""
     if device.type != "cuda":
@@ -107,7 +48,6 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-# ---------------------------------------------------------------- the loop
 @dataclass
 class TrainResult:
     """What :func:`train` returns."""
@@ -120,6 +60,7 @@ class TrainResult:
     images: int = 0
     checkpoint_path: Path | None = None
     resumed_from_step: int | None = None
+    stopped_by_time: bool = False
     extras: dict = field(default_factory=dict)
 
     @property
@@ -127,10 +68,138 @@ class TrainResult:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
-_NON_FINITE_ADVICE = (
-    "Try: a smaller learning rate; gradient clipping (grad_clip=1.0); amp=False (fp32) if fp16 "
-    "overflows; and check that the data are scaled to [-1, 1] (dl.data.to_model_range)."
-)
+_ADVICE = ("Try: a smaller learning rate (lr=...); gradient clipping (grad_clip=1.0); amp=False (fp32) if "
+           "fp16 overflows; and check that the data are scaled to [-1, 1] (dl.data.to_model_range). "
+           "With a checkpoint, train again with resume=True and the new settings: it continues from the "
+           "last healthy checkpoint.")
+
+
+def _check_arguments(model, loss_fn, batches, steps, lr, weight_decay, ema_decay, grad_clip, max_seconds,
+                     checkpoint_path, checkpoint_every_s, resume, callback, callback_every) -> None:
+    where = "train()"
+    if isinstance(model, type):
+        raise ValueError(f"{where}: model is the class {model.__name__}; pass an instance, e.g. {model.__name__}()")
+    if not isinstance(model, nn.Module) or next(model.parameters(), None) is None:
+        raise ValueError(f"{where}: model must be a torch.nn.Module with parameters to train, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise ValueError(f"{where}: loss_fn must be a function loss_fn(model, batch) -> loss, got {loss_fn!r}")
+    if not hasattr(batches, "__next__"):
+        raise ValueError(f"{where}: batches must be an iterator (TensorBatches, or forever(loader)), "
+                         f"got {type(batches).__name__}")
+    _checks.positive_int(steps, "steps", where)
+    _checks.number(lr, "lr (the learning rate)", where, 0.0, low_open=True)
+    _checks.number(weight_decay, "weight_decay", where, 0.0)
+    if ema_decay is not None:
+        _checks.number(ema_decay, "ema_decay", where, 0.0, 1.0, low_open=True, high_open=True)
+    if grad_clip is not None:
+        _checks.number(grad_clip, "grad_clip (the largest gradient norm)", where, 0.0, low_open=True)
+    if max_seconds is not None:
+        _checks.number(max_seconds, "max_seconds", where, 0.0, low_open=True)
+    _checks.number(checkpoint_every_s, "checkpoint_every_s", where, 0.0)
+    if resume and checkpoint_path is None:
+        raise ValueError(f"{where}: resume=True needs checkpoint_path, the file to resume from")
+    if checkpoint_path is not None:
+        checkpoints.check_writable(checkpoint_path)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"{where}: callback must be a function callback(step, model, result), got {callback!r}")
+    if callback_every is not None:
+        _checks.positive_int(callback_every, "callback_every", where)
+
+
+def _checked_loss(loss, step: int) -> float:
+    """The loss as a float, after checking it is a single finite number that training can use."""
+    if not torch.is_tensor(loss):
+        hint = " (return the tensor itself, not loss.item())" if isinstance(loss, float) else ""
+        raise ValueError(f"train(): loss_fn must return a tensor (one number with a gradient); "
+                         f"got {type(loss).__name__}{hint}")
+    if loss.numel() != 1:
+        raise ValueError(f"train(): loss_fn must return a single number; got a tensor of shape "
+                         f"{tuple(loss.shape)} (take the mean: .mean())")
+    if not loss.requires_grad:
+        raise ValueError("train(): the loss has no gradient (was it computed under torch.no_grad(), or "
+                         "from the model's output detached?); training cannot use it")
+    value = loss.item()  # waits for the GPU: the step's time below is real
+    if not math.isfinite(value):
+        raise FloatingPointError(f"train(): the loss became {value} at step {step}. {_ADVICE}")
+    return value
+
+
+def _weights_finite(model: nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _run_settings(lr, optimizer, weight_decay, ema_decay, grad_clip) -> dict:
+    return {"lr": lr, "optimizer": optimizer, "weight_decay": weight_decay, "ema_decay": ema_decay,
+            "grad_clip": grad_clip}
+
+
+def _same(a, b) -> bool:
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and torch.equal(a.cpu(), b.cpu())
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _start_afresh(path) -> str:
+    return f"To start afresh, train with resume=False or another checkpoint_path (or delete {path})."
+
+
+def _resume(path, saved: dict, steps: int, settings: dict, metadata: dict, model, opt, ema, scaler,
+            batches, result: TrainResult) -> None:
+    """Restore a run from ``saved``; apply or refuse each setting that differs (module docstring)."""
+    step = int(saved["step"])
+    if steps <= step:
+        raise ValueError(f"resume: the checkpoint {path} is already at step {step}, and steps={steps}: nothing "
+                         f"to train. Pass steps > {step} to continue. {_start_afresh(path)}")
+    for key in sorted(set(saved["metadata"]) | set(metadata)):
+        if not _same(saved["metadata"].get(key), metadata.get(key)):
+            raise ValueError(f"resume: the checkpoint {path} was written with a different {key} "
+                             f"({saved['metadata'].get(key)!r:.80} there, {metadata.get(key)!r:.80} now); resuming "
+                             f"would mix two runs. {_start_afresh(path)}")
+    old = saved["settings"]
+    if old["optimizer"] != settings["optimizer"]:
+        raise ValueError(f"resume: the checkpoint was trained with optimizer={old['optimizer']!r}, this call asks for "
+                         f"{settings['optimizer']!r}; their states do not convert. Resume with "
+                         f"optimizer={old['optimizer']!r}. {_start_afresh(path)}")
+    try:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise ValueError(f"resume: {path} does not fit this model ({error}). Resume with the model that wrote it. "
+                         f"{_start_afresh(path)}") from error
+    if not _weights_finite(model):
+        raise FloatingPointError(f"resume: the weights in {path} are not finite; the run had already diverged "
+                                 f"when it was saved. {_start_afresh(path)}")
+    changed = [f"{key} {old[key]!r} -> {settings[key]!r}" for key in ("lr", "weight_decay", "grad_clip", "ema_decay")
+               if old[key] != settings[key]]
+    for group in opt.param_groups:  # the new call's values, as the message below says
+        group["lr"], group["weight_decay"] = settings["lr"], settings["weight_decay"]
+    if ema is not None and saved["ema"] is not None:
+        ema.load_state_dict(saved["ema"])
+    elif ema is not None:
+        changed.append("EMA starts now, from the restored weights (the checkpoint had none)")
+    elif saved["ema"] is not None:
+        changed.append("the checkpoint's EMA weights are dropped (this call has ema_decay=None)")
+    if changed:
+        warnings.warn(f"resume from step {step}: this call's settings differ from the checkpoint's and are "
+                      f"used: {'; '.join(changed)}", ResumeWarning, stacklevel=3)
+    if saved["scaler"]:
+        scaler.load_state_dict(saved["scaler"])
+    torch.set_rng_state(saved["rng_cpu"])
+    if torch.cuda.is_available() and len(saved["rng_cuda"]):
+        torch.cuda.set_rng_state_all(saved["rng_cuda"])
+    if saved["batches"] is not None and hasattr(batches, "load_state_dict"):
+        batches.load_state_dict(saved["batches"])
+    elif not hasattr(batches, "load_state_dict"):
+        warnings.warn("resume: the batches come from a source without a saved state (a DataLoader): the model, "
+                      "optimizer, EMA, random state and step count are restored, but the order of the data starts "
+                      "afresh. For an exact resume use dl.training.TensorBatches.", ResumeWarning, stacklevel=3)
+    result.history = saved["history"].tolist()
+    result.images, result.seconds = int(saved["images"]), float(saved["seconds"])
+    result.resumed_from_step = step
 
 
 def train(
@@ -150,99 +219,78 @@ def train(
     checkpoint_path: str | Path | None = None,
     checkpoint_every_s: float = 300.0,
     resume: bool = False,
+    metadata: dict | None = None,
     device=None,
     progress: bool = True,
     desc: str = "training",
     callback: Callable[[int, nn.Module, "TrainResult"], None] | None = None,
     callback_every: int | None = None,
 ) -> TrainResult:
-    """Train ``model`` for ``steps`` optimizer steps of ``loss_fn(model, batch)``.
+    """Train ``model`` for ``steps`` optimizer steps of ``loss_fn(model, batch)`` (Algorithm 1's loop).
 
     ``batches`` is an iterator of batches (:class:`TensorBatches`, or ``forever(DataLoader)``).
-    ``optimizer``: "adam" or "adamw". ``ema_decay`` keeps EMA weights with
-    ``torch.optim.swa_utils`` (chapter 5). ``amp`` uses autocast on CUDA: bf16 where supported, else
-    fp16 with a gradient scaler. ``max_seconds`` stops early when the time is up (the step reached is
-    in the result). ``checkpoint_path`` with ``checkpoint_every_s`` saves atomically during and at the
-    end of training; ``resume=True`` continues from that file. ``callback(step, model, result)`` runs
-    every ``callback_every`` steps and after the last one (snapshots, FID against time).
-    A non-finite loss stops training with a :class:`FloatingPointError` that says what to try.
+    ``optimizer``: "adam" or "adamw". ``ema_decay`` keeps EMA weights with ``torch.optim.swa_utils``
+    (chapter 5). ``amp`` uses autocast on CUDA: bf16 where supported, else fp16 with a gradient
+    scaler. ``max_seconds`` stops early when the time is up (``result.stopped_by_time``).
+    ``checkpoint_path`` with ``checkpoint_every_s`` saves during and at the end of training, with
+    ``metadata`` (what is needed to use the model again: its config, the diffusion's betas) and the
+    model's ``config`` when it has one; ``resume=True`` continues from that file (module docstring).
+    ``callback(step, model, result)`` runs every ``callback_every`` steps and after the last one.
+    A loss that is not finite or explodes stops training with a :class:`FloatingPointError` that
+    says what to try.
     """
-    _checks.positive_int(steps, "steps", "train()")
-    _checks.one_of(optimizer, ("adam", "adamw"), "optimizer", "train()")
-    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-        raise ValueError(f"train(): ema_decay must be in (0, 1), got {ema_decay!r}")
-    if resume and checkpoint_path is None:
-        raise ValueError("train(): resume=True needs checkpoint_path, the file to resume from")
-    if callback is not None and callback_every is not None and callback_every < 1:
-        raise ValueError("train(): callback_every must be a positive int")
-    if not hasattr(batches, "__next__"):
-        raise ValueError("train(): batches must be an iterator (TensorBatches, or forever(loader))")
-
+    _checks.one_of(optimizer, tuple(OPTIMIZERS), "optimizer", "train()")
+    _check_arguments(model, loss_fn, batches, steps, lr, weight_decay, ema_decay, grad_clip, max_seconds,
+                     checkpoint_path, checkpoint_every_s, resume, callback, callback_every)
+    metadata = dict(metadata or {})
+    if hasattr(getattr(model, "config", None), "to_dict"):
+        metadata.setdefault("model_config", model.config.to_dict())
+    settings = _run_settings(lr, optimizer, weight_decay, ema_decay, grad_clip)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer_class = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
-    opt = optimizer_class(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
     amp_dtype = autocast_dtype(device) if amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
            if ema_decay is not None else None)
-    result = TrainResult(model=model, history=[], ema_model=ema,
-                         checkpoint_path=Path(checkpoint_path) if checkpoint_path else None)
+    path = Path(checkpoint_path).expanduser() if checkpoint_path is not None else None
+    result = TrainResult(model=model, history=[], ema_model=ema, checkpoint_path=path)
+    if resume:
+        _resume(path, checkpoints.load(path), steps, settings, metadata, model, opt, ema, scaler, batches, result)
 
     def state() -> dict:
-        return {
-            "step": len(result.history),
-            "history": torch.tensor(result.history, dtype=torch.float64),
-            "images": result.images,
-            "seconds": result.seconds,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None,
-            "scaler": scaler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "batches": batches.state_dict() if hasattr(batches, "state_dict") else None,
-        }
+        return {"step": len(result.history), "history": torch.tensor(result.history, dtype=torch.float64),
+                "images": result.images, "seconds": result.seconds, "settings": settings, "metadata": metadata,
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None, "scaler": scaler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "batches": batches.state_dict() if hasattr(batches, "state_dict") else None}
 
-    if resume:
-        saved = checkpoints.load(checkpoint_path)
+    def save() -> None:
+        if not _weights_finite(model):
+            return  # never overwrite the last healthy checkpoint with diverged weights
         try:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            if ema is not None:
-                if saved["ema"] is None:
-                    raise KeyError("the checkpoint has no EMA weights but ema_decay was given")
-                ema.load_state_dict(saved["ema"])
-        except (RuntimeError, KeyError, ValueError) as error:
-            raise ValueError(
-                f"resume: {checkpoint_path} does not fit this model or these settings ({error}). "
-                "Resume with the same model and options that wrote it."
-            ) from error
-        if saved["scaler"]:
-            scaler.load_state_dict(saved["scaler"])
-        torch.set_rng_state(saved["rng_cpu"])
-        if torch.cuda.is_available() and len(saved["rng_cuda"]):
-            torch.cuda.set_rng_state_all(saved["rng_cuda"])
-        if saved["batches"] is not None and hasattr(batches, "load_state_dict"):
-            batches.load_state_dict(saved["batches"])
-        result.history = saved["history"].tolist()
-        result.images, result.seconds = int(saved["images"]), float(saved["seconds"])
-        result.resumed_from_step = int(saved["step"])
+            checkpoints.save(path, state())
+        except OSError as error:  # a full or read-only disk: keep training, keep the result, say so
+            result.extras["checkpoint_error"] = str(error)
+            warnings.warn(f"train(): the checkpoint {path} could not be written ({error.strerror or error}); "
+                          "training goes on without it", CheckpointWarning, stacklevel=3)
 
     start_step = len(result.history)
+    best_average = running_average = None
     model.train()
     bar = _progress.bar(total=steps, initial=start_step, desc=desc, disable=not progress)
     last_checkpoint = time.perf_counter()
     try:
         for step in range(start_step, steps):
             step_started = time.perf_counter()
-            batch = _to_device(next(batches), device, channels_last and device.type == "cuda")
+            batch = to_device(next(batches), device, channels_last and device.type == "cuda")
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"train(): the loss became {loss.item()} at step {step}. {_NON_FINITE_ADVICE}")
+            value = _checked_loss(loss, step)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if grad_clip is not None:
@@ -253,26 +301,38 @@ def train(
             if ema is not None:
                 ema.update_parameters(model)
 
-            result.history.append(loss.item())  # .item() waits for the GPU: the time below is real
-            result.images += _batch_size(batch)
+            result.history.append(value)
+            result.images += batch_length(batch)
             now = time.perf_counter()
             result.seconds += now - step_started  # training time only: callbacks and saves excluded
+            running_average = value if running_average is None else 0.98 * running_average + 0.02 * value
+            if step - start_step >= 50:  # after a warm-up, watch for a loss that blows up without overflowing
+                best_average = min(best_average or running_average, running_average)
+                if running_average > EXPLOSION_FACTOR * best_average:
+                    raise FloatingPointError(f"train(): the loss exploded at step {step}: its running average rose "
+                                             f"from {best_average:.3g} to {running_average:.3g}. {_ADVICE}")
             bar.update(1)
             if progress and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix(loss=f"{result.history[-1]:.4f}", img_s=f"{result.images_per_second:.0f}")
-            done = step == steps - 1 or (max_seconds is not None and result.seconds >= max_seconds)
+                bar.set_postfix(loss=f"{value:.4f}", img_s=f"{result.images_per_second:.0f}")
+            result.stopped_by_time = max_seconds is not None and result.seconds >= max_seconds and step < steps - 1
+            done = step == steps - 1 or result.stopped_by_time
             if callback is not None and (done or (callback_every and (step + 1) % callback_every == 0)):
                 model.eval()
                 callback(step + 1, model, result)
                 model.train()
-            if checkpoint_path is not None and (done or now - last_checkpoint >= checkpoint_every_s):
-                checkpoints.save(checkpoint_path, state())
+            if path is not None and (done or now - last_checkpoint >= checkpoint_every_s):
+                save()
                 last_checkpoint = time.perf_counter()
             if done:
                 break
     finally:
+        if result.stopped_by_time:  # the bar's last line shows the steps taken, not a total never reached
+            bar.total = bar.n
+            bar.set_description(f"{desc} (time budget of {max_seconds:g} s reached)")
         bar.close()
         model.eval()
+    if not _weights_finite(model):
+        raise FloatingPointError(f"train(): the weights are not finite after step {len(result.history)}. {_ADVICE}")
     result.steps = len(result.history)
     return result
 

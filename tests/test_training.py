@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+import ddpm_lessons as dl
 from ddpm_lessons import checkpoints, training
 
 
@@ -35,7 +36,7 @@ def test_tensor_batches_uint8_scaling_labels_and_state():
     batches = training.TensorBatches(images, 8, device="cpu", labels=labels)
     x, y = next(batches)
     assert x.dtype == torch.float32 and x.shape == (8, 1, 4, 4) and -1 <= x.min() and x.max() <= 1
-    assert torch.equal(training.to_model_range(images[y]), x)  # labels travel with their images
+    assert torch.equal(dl.data.to_model_range(images[y]), x)  # labels travel with their images
     state = batches.state_dict()
     first = next(batches)[1]
     batches.load_state_dict(state)
