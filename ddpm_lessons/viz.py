@@ -1,6 +1,10 @@
 """Pictures of the book: image grids, loss curves, 2-D scatter plots and animated GIFs.
 
-Images are tensors in the models' range [-1, 1] unless a function says otherwise.
+Images are tensors in the models' range [-1, 1] unless a function says otherwise. Figures are drawn
+for the book's text column: :data:`WIDTH` inches at 100 dpi (520 px), with text of at least 9 pt,
+so that they stay legible at 70% of their size on a phone (:func:`use_book_style`). GIF frames are
+labelled with the state they show, in the book's one convention: x_t with the paper's subscript t
+(x_T is the noise, x_0 the sample).
 """
 from __future__ import annotations
 
@@ -11,7 +15,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from . import _checks
 from .data import to_image_range
+
+WIDTH = 5.2
+"""Inches: the width of a full-width figure of the book (520 px at 100 dpi)."""
+DPI = 100
+GIF_WIDTH = 480
+"""Pixels: the width that GIFs are scaled to (labels included)."""
+
+
+def use_book_style() -> None:
+    """Matplotlib settings of the book: figures :data:`WIDTH` inches wide at 100 dpi, text >= 9 pt."""
+    plt.rcParams.update({
+        "figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (WIDTH, 3.2),
+        "font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10, "xtick.labelsize": 9,
+        "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11,
+        "figure.constrained_layout.use": True,
+    })
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -151,15 +172,68 @@ def animate(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale: 
     return Image(data=gif_bytes(frames, fps=fps, hold_last=hold_last, scale=scale, where="animate()"), format="gif")
 
 
-def grid_frames(trajectory: Sequence[torch.Tensor], nrow: int = 4, num_frames: int | None = 50) -> list:
+def choose_frames(states: Sequence[torch.Tensor], num_frames: int) -> list[int]:
+    """Indices of ``num_frames`` states of a run (noise first), spent where the picture changes.
+
+    The states are spaced evenly in their distance to the final one (mean absolute difference,
+    made monotone), not evenly in time: a DDPM run spends many steps on pure noise, and those get
+    few frames. The first and the last state are always kept.
+    """
+    _checks.positive_int(num_frames, "num_frames", "choose_frames()", minimum=2)
+    last = states[-1].detach().float().cpu()
+    distance = np.array([float((s.detach().float().cpu() - last).abs().mean()) for s in states])
+    envelope = np.minimum.accumulate(distance)
+    targets = np.linspace(envelope[0], 0.0, num_frames)
+    indices = {0, len(states) - 1}
+    indices.update(int(np.argmax(envelope <= target + 1e-12)) for target in targets)
+    return sorted(indices)
+
+
+def _label_font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow < 10.1, or no FreeType: matplotlib's bundled DejaVu Sans
+        from matplotlib import font_manager
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+def label_frame(frame, text: str, width: int | None = GIF_WIDTH) -> np.ndarray:
+    """A frame (tensor in [-1, 1] or uint8 array) scaled to ``width`` pixels (nearest neighbour) with
+    ``text`` in a white strip above it: how the book labels each frame of a GIF with its step."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(_frame_to_uint8(frame)).convert("RGB")
+    if width is not None and image.width != width:
+        image = image.resize((width, round(image.height * width / image.width)), Image.NEAREST)
+    size = max(14, image.width // 26)
+    canvas = Image.new("RGB", (image.width, image.height + int(1.6 * size)), "white")
+    canvas.paste(image, (0, canvas.height - image.height))
+    ImageDraw.Draw(canvas).text((size // 2, int(0.25 * size)), text, fill="black", font=_label_font(size))
+    return np.asarray(canvas)
+
+
+def grid_frames(trajectory: Sequence[torch.Tensor], nrow: int = 4, num_frames: int | None = 50,
+                labels: Sequence | None = None, by_change: bool = False, width: int | None = GIF_WIDTH) -> list:
     """Turn a sampling trajectory (a list of batches, noise first) into grid images for :func:`animate`.
 
-    Keeps at most ``num_frames`` batches, evenly spaced and always including the last one.
+    Keeps at most ``num_frames`` batches: evenly spaced in time, or with ``by_change=True`` where the
+    picture changes (:func:`choose_frames`); the first and the last are always kept. With ``labels``
+    (one per state, e.g. ``run.t`` of a :class:`~ddpm_lessons.sampling.Trajectory`: the paper's
+    subscript t of x_t), each frame is scaled to ``width`` and labelled "x_t, t = …".
     """
     trajectory = list(trajectory)
     if not trajectory:
         raise ValueError("grid_frames(): the trajectory is empty")
+    if labels is not None and len(labels) != len(trajectory):
+        raise ValueError(f"grid_frames(): labels must have one entry per state, {len(trajectory)}; got {len(labels)}")
+    keep = list(range(len(trajectory)))
     if num_frames is not None and len(trajectory) > num_frames:
-        keep = np.unique(np.linspace(0, len(trajectory) - 1, num_frames).round().astype(int))
-        trajectory = [trajectory[i] for i in keep]
-    return [image_grid(batch, nrow=nrow) * 2.0 - 1.0 for batch in trajectory]
+        keep = (choose_frames(trajectory, num_frames) if by_change else
+                np.unique(np.linspace(0, len(trajectory) - 1, num_frames).round().astype(int)).tolist())
+    grids = [image_grid(trajectory[i], nrow=nrow) * 2.0 - 1.0 for i in keep]
+    if labels is None:
+        return grids
+    return [label_frame(grid, f"x_t, t = {labels[i]}" if isinstance(labels[i], int) else str(labels[i]), width)
+            for grid, i in zip(grids, keep)]

@@ -16,10 +16,21 @@ class ExerciseMistake(Exception):
     """Raised inside a checker to stop at the first mistake; its message is shown to the student."""
 
 
+class NotYetWritten(ExerciseMistake):
+    """The student's function is still the stub of the exercise (it raises NotImplementedError)."""
+
+
 def run_checker(name: str, body) -> bool:
-    """Run ``body()`` for the checker ``name`` (its function name, e.g. "check_q_sample"); print success or the first mistake in plain words; return True/False."""
+    """Run ``body()`` for the checker ``name`` (its function name, e.g. "check_q_sample").
+
+    Prints success or the first mistake in plain words, and returns True or False.
+    """
     try:
         body()
+    except (NotYetWritten, NotImplementedError):
+        print(f"… {name}: nothing to check yet. Replace `raise NotImplementedError` with your code, "
+              "then run the cell again.")
+        return False
     except ExerciseMistake as mistake:
         print(f"✗ {name}: not yet. {mistake}")
         return False
@@ -38,6 +49,8 @@ def call(function, *args, what: str, **kwargs):
         return function(*args, **kwargs)
     except ExerciseMistake:
         raise
+    except NotImplementedError as error:
+        raise NotYetWritten(str(error)) from error
     except Exception as error:
         raise ExerciseMistake(f"calling it {what} raised {type(error).__name__}: {error}") from error
 

@@ -26,6 +26,8 @@ def _check_blend(corrupt_fn, kind: str) -> None:
     def call(amount, what):
         try:
             out = corrupt_fn(x, amount)
+        except NotImplementedError:
+            raise
         except Exception as error:
             hint = (" Hint: amount has one value per image, shape (B,); reshape it to (B, 1, 1, 1), e.g. "
                     "amount.view(-1, 1, 1, 1), so that it scales whole images."

@@ -71,3 +71,14 @@ def test_wrong_answers_are_caught(wrong, message, capsys):
     out = capsys.readouterr().out
     assert "✗ check_q_sample: not yet." in out
     assert message in out, out
+
+
+def test_a_stub_gets_a_friendly_nothing_yet(verdict):
+    """The exercise cell on the page holds a stub that raises NotImplementedError: the checker says
+    there is nothing to check yet (what the reader sees before writing any code), not a traceback."""
+    def stub(x0, t, noise, alphas_cumprod):
+        raise NotImplementedError
+
+    for checker in (exercises.check_q_sample, exercises.check_corrupt, exercises.check_loss, exercises.check_ema_update):
+        ok, out = verdict(checker, stub)
+        assert not ok and "nothing to check yet" in out and "Traceback" not in out, out
