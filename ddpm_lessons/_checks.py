@@ -15,7 +15,11 @@ import torch
 def _seen(value) -> str:
     if torch.is_tensor(value):
         return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return f"{type(value).__name__} {value!r}"
+    shape = getattr(value, "shape", None)
+    if shape is not None:  # a NumPy array, say: its size, not its contents
+        return f"{type(value).__name__} of shape {tuple(shape)} (convert it with torch.as_tensor)"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
 
 
 def positive_int(value, name: str, where: str, minimum: int = 1) -> int:
@@ -113,7 +117,8 @@ def shape(value, name: str, where: str) -> tuple:
 
 
 def per_image_amount(amount, x: torch.Tensor, where: str) -> torch.Tensor:
-    """``amount`` (a number or a tensor (B,)) as one value per image of the batch ``x``, on its device."""
+    """``amount`` (a number or a tensor (B,) in [0, 1]: 0 = clean, 1 = pure noise) as one value per
+    image of the batch ``x``, on its device."""
     if isinstance(amount, bool) or not (isinstance(amount, Real) or torch.is_tensor(amount)):
         raise ValueError(f"{where}: amount must be a number or a tensor of shape ({len(x)},), got {_seen(amount)}")
     amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device)
@@ -124,4 +129,97 @@ def per_image_amount(amount, x: torch.Tensor, where: str) -> torch.Tensor:
             f"{where}: amount must be a number or a tensor with one value per image, shape ({len(x)},); "
             f"got shape {tuple(amount.shape)} for a batch of {len(x)}"
         )
+    if len(x) and (not torch.isfinite(amount).all() or amount.min() < 0 or amount.max() > 1):
+        raise ValueError(f"{where}: amount must lie in [0, 1] (0 = clean, 1 = pure noise), got values from "
+                         f"{amount.min().item():.3g} to {amount.max().item():.3g}")
     return amount
+
+
+class DataRangeWarning(UserWarning):
+    """Data that may be legitimate but look like images in the wrong range (0 … 1 instead of -1 … 1)."""
+
+
+_SCALE_HINT = "scale them first: x = dl.data.to_model_range(x) (uint8 in 0…255, or floats in [0, 1])"
+
+
+def finite(x: torch.Tensor, name: str, where: str) -> torch.Tensor:
+    """``x`` if it holds no NaN or infinity (a NaN in the data otherwise comes out as NaN samples)."""
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{where}: {name} contains {int(bad.sum())} NaN or infinite value(s) "
+                         f"(of {x.numel()}); find where they came from (a division by zero, a diverged "
+                         f"training run, a log of 0) and pass finite data")
+    return x
+
+
+def data(x, name: str, where: str, *, shape_hint: str = "(batch, ...)") -> torch.Tensor:
+    """``x`` as data for the models: a non-empty, finite, floating-point tensor; images (4-D) in [-1, 1].
+
+    Images in 0…255 (integers, or non-negative floats above 1.5) are an error, images that look like
+    [0, 1] a :class:`DataRangeWarning`: both are the classic cause of "my samples are noise" (the
+    appendix). Other data (2-D points, noise) are only checked to be finite.
+    """
+    if torch.is_tensor(x) and not x.is_floating_point() and x.dim() == 4:
+        raise ValueError(f"{where}: {name} holds integers (dtype {x.dtype}): images in 0…255; the models "
+                         f"work in [-1, 1]: {_SCALE_HINT}")
+    x = tensor(x, name, where, shape_hint=shape_hint)
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: {name} is an empty batch (shape {tuple(x.shape)}); pass at least one example")
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        finite(x, name, where)
+    if x.dim() == 4 and low >= 0.0:
+        if high > 1.5:
+            raise ValueError(f"{where}: {name} has values from {low:.3g} to {high:.3g}: they look like images in "
+                             f"0…255, but the models work in [-1, 1]: {_SCALE_HINT} (floats in 0…255: x / 127.5 - 1)")
+        if high - low > 0.2:
+            import warnings
+            warnings.warn(f"{where}: {name} lies in [0, 1] (values from {low:.3g} to {high:.3g}), but the "
+                          f"models expect images in [-1, 1] (black = -1, white = 1); if these are images "
+                          f"in [0, 1], use dl.data.to_model_range({name})", DataRangeWarning, stacklevel=3)
+    return x
+
+
+def generator(value, where: str):
+    """``value`` as a ``torch.Generator``: None stays None, an int becomes a CPU generator seeded with it."""
+    if value is None or isinstance(value, torch.Generator):
+        return value
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return torch.Generator().manual_seed(int(value))
+    raise ValueError(f"{where}: generator must be a torch.Generator or an int seed, got {_seen(value)}")
+
+
+def network_input(x, module, where: str, shape_hint: str) -> torch.Tensor:
+    """``x`` as an input of ``module`` (a network): a finite floating-point tensor on the module's
+    device with the dtype of its weights (autocast may lower it; it never raises it)."""
+    if torch.is_tensor(x) and not x.is_floating_point():
+        hint = f": {_SCALE_HINT}" if x.dtype == torch.uint8 else ""
+        raise ValueError(f"{where}: expected floating-point {shape_hint}, got dtype {x.dtype}{hint}")
+    x = tensor(x, "x", where, shape_hint=shape_hint)
+    weight = next(module.parameters(), None)
+    if weight is not None:
+        if x.device != weight.device:
+            raise ValueError(f"{where}: x is on {x.device} but the network's weights are on {weight.device}; "
+                             f"move one of them: x = x.to({str(weight.device)!r})")
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"{where}: x has dtype {x.dtype} but the network's weights are {weight.dtype}; "
+                             f"convert one of them, e.g. x = x.to({weight.dtype})")
+    return finite(x, "x", where)
+
+
+def network_steps(t, batch: int, T: int | None, where: str) -> torch.Tensor:
+    """``t`` as the steps a time-conditioned network takes: a LongTensor (batch,) in 0 … T-1 (T, when
+    the network knows it; else any step >= 0). Steps already checked by ``Diffusion`` pass as they are."""
+    if torch.is_tensor(t) and hasattr(t, "_checked_for") and tuple(t.shape) == (batch,) and \
+            (T is None or t._checked_for[0] <= T):
+        return t
+    if not torch.is_tensor(t) or tuple(t.shape) != (batch,):
+        shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+        raise ValueError(f"{where}: expected one step per example, t of shape ({batch},), got {shape}")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{where}: t must hold integer steps (a LongTensor: 0-based, index t is the paper's step "
+                         f"t+1), got dtype {t.dtype}; use t.long() only if the values are whole numbers")
+    if batch and (t.min() < 0 or (T is not None and t.max() >= T)):
+        wanted = f"0 … T-1 = 0 … {T - 1}" if T is not None else "steps >= 0"
+        raise ValueError(f"{where}: t must lie in {wanted}; got values from {t.min().item()} to {t.max().item()}")
+    return t

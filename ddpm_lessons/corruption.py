@@ -12,18 +12,16 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from .data import to_image_range, to_model_range
+from .data import to_image_range
 
 NOISE_KINDS = ("uniform", "gaussian")
 
 
-def _check_images(x, name: str) -> None:
-    if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() < 2:
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        dtype = f", {x.dtype}" if torch.is_tensor(x) else ""
-        raise ValueError(
-            f"{name}(): expected a floating-point batch of images (B, C, H, W) in [-1, 1], got {shape}{dtype}"
-        )
+def _check_images(x, where: str) -> torch.Tensor:
+    x = _checks.data(x, "x", where, shape_hint="(B, C, H, W), images in [-1, 1]")
+    if x.dim() < 2:
+        raise ValueError(f"{where}: expected a batch of images (B, C, H, W) in [-1, 1], got shape {tuple(x.shape)}")
+    return x
 
 
 def _check_number(value, name: str, what: str, low: float, high: float | None = None) -> None:
@@ -50,20 +48,8 @@ def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
     1 leaves pure noise. ``noise`` is ``"uniform"`` (on [-1, 1], the data's range: the chapter's
     choice), ``"gaussian"`` (N(0, 1): the exercise, and what DDPMs use) or a tensor of ``x``'s shape.
     """
-    _check_images(x, "corrupt")
-    amount = _checks.per_image_amount(amount, x, "corrupt()")
-    if not torch.isfinite(amount).all() or amount.min() < 0 or amount.max() > 1:
-        raise ValueError(
-            f"corrupt(): amount must lie in [0, 1] (0 = clean, 1 = pure noise), got values from "
-            f"{amount.min().item():.3g} to {amount.max().item():.3g}"
-        )
-    if torch.is_tensor(noise):
-        if noise.shape != x.shape:
-            raise ValueError(
-                f"corrupt(): a noise tensor must have x's shape {tuple(x.shape)}, got {tuple(noise.shape)}"
-            )
-    else:
-        noise = noise_like(x, noise, generator)
+    x, amount = _check_images(x, "corrupt()"), _checks.per_image_amount(amount, x, "corrupt()")
+    noise = noise_like(x, noise, generator) if isinstance(noise, str) else _checks.same_shape(x, noise, "x", "noise", "corrupt()")
     amount = amount.view(-1, *([1] * (x.dim() - 1)))  # (B,) -> (B, 1, 1, 1): one amount per image
     return x * (1 - amount) + noise * amount
 
@@ -74,7 +60,7 @@ def gaussian_noise(x: torch.Tensor, std: float = 0.2, generator: torch.Generator
 
     Not clipped: this is exactly the noise of the diffusion forward process (chapter 2).
     """
-    _check_images(x, "gaussian_noise")
+    x = _check_images(x, "gaussian_noise()")
     _check_number(std, "std", "gaussian_noise()", 0.0)
     return x + std * _random(x.shape, x, generator, "gaussian")
 
@@ -82,7 +68,7 @@ def gaussian_noise(x: torch.Tensor, std: float = 0.2, generator: torch.Generator
 def salt_and_pepper(x: torch.Tensor, fraction: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
     """Set a ``fraction`` of the pixels to white (+1) or black (-1), half each: dead or stuck pixels,
     bit errors in transmission."""
-    _check_images(x, "salt_and_pepper")
+    x = _check_images(x, "salt_and_pepper()")
     _check_number(fraction, "fraction", "salt_and_pepper()", 0.0, 1.0)
     hit = _random(x.shape, x, generator, "uniform") < fraction
     salt = _random(x.shape, x, generator, "uniform") < 0.5
@@ -97,20 +83,20 @@ def poisson_noise(x: torch.Tensor, photons: float = 20.0, generator: torch.Gener
     ``photons`` (a darker scene, a shorter exposure) make it noisier. Returned in [-1, 1] scale,
     not clipped (a bright pixel can count more than ``photons``).
     """
-    _check_images(x, "poisson_noise")
+    x = _check_images(x, "poisson_noise()")
     _check_number(photons, "photons", "poisson_noise()", 1e-6)
     brightness = to_image_range(x)
     counts = torch.poisson(brightness * photons, generator=generator)
-    return to_model_range(counts / photons)
+    return counts / photons * 2 - 1  # back to the models' scale; may pass 1 (not clipped)
 
 
 def speckle_noise(x: torch.Tensor, std: float = 0.3, generator: torch.Generator | None = None) -> torch.Tensor:
     """Multiplicative noise ``b · (1 + std · ε)`` on the brightness b in [0, 1], ε ~ N(0, I):
     the grain of coherent imaging (ultrasound, radar, laser light). Black stays black."""
-    _check_images(x, "speckle_noise")
+    x = _check_images(x, "speckle_noise()")
     _check_number(std, "std", "speckle_noise()", 0.0)
     brightness = to_image_range(x)
-    return to_model_range(brightness * (1 + std * _random(x.shape, x, generator, "gaussian")))
+    return brightness * (1 + std * _random(x.shape, x, generator, "gaussian")) * 2 - 1  # not clipped
 
 
 NOISES = {

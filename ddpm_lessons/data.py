@@ -27,20 +27,38 @@ _RAW_FILES = {
 
 # ---------------------------------------------------------------- scaling
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
-    """Images to the models' range [-1, 1]: uint8 in 0…255 or floats in [0, 1]."""
+    """Images to the models' range [-1, 1]: uint8 in 0…255, or floats in [0, 1]."""
     if not torch.is_tensor(x):
-        raise ValueError(f"to_model_range(): expected a tensor, got {type(x).__name__}")
+        raise ValueError(f"to_model_range(): expected a tensor of images, got {type(x).__name__}")
     if x.dtype == torch.uint8:
         return x.float().div(127.5).sub(1.0)
     if not x.is_floating_point():
-        raise ValueError(f"to_model_range(): expected uint8 or floating point, got {x.dtype}")
+        raise ValueError(f"to_model_range(): expected uint8 images (0…255) or floats in [0, 1], got dtype {x.dtype}; "
+                         "convert integer images with x.to(torch.uint8)")
+    if x.numel():
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if low < -1e-6:
+            raise ValueError(f"to_model_range(): x has values from {low:.3g} to {high:.3g}, but floats must lie in "
+                             "[0, 1]; negative values mean it is probably in [-1, 1] already (applied twice?)")
+        if high > 1 + 1e-6:
+            raise ValueError(f"to_model_range(): x has values up to {high:.3g}, but floats must lie in [0, 1]; "
+                             "for images in 0…255 pass them as uint8 (x.to(torch.uint8)) or divide by 255 first")
     return x * 2.0 - 1.0
 
 
 def to_image_range(x: torch.Tensor) -> torch.Tensor:
     """Back from [-1, 1] to images in [0, 1], clamped (samples can overshoot a little)."""
     if not torch.is_tensor(x) or not x.is_floating_point():
-        raise ValueError("to_image_range(): expected a floating-point tensor in [-1, 1]")
+        got = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"to_image_range(): expected a floating-point tensor in [-1, 1], got {got}")
+    if x.numel():
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if high > 2.0 and low >= 0.0:
+            raise ValueError(f"to_image_range(): x has values from {low:.3g} to {high:.3g}: it looks like images in "
+                             "0…255 already, not the models' [-1, 1]; there is nothing to convert")
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("to_image_range(): x contains NaN or infinity; the samples are broken (see the "
+                             "appendix: why are my samples noise?)")
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
 

@@ -11,6 +11,8 @@ labelled with the paper's subscripts: x_T is the noise, x_0 the sample.
 """
 from __future__ import annotations
 
+import inspect
+import warnings
 from types import MappingProxyType
 
 import torch
@@ -51,8 +53,23 @@ def schedule_quantities(betas: torch.Tensor) -> dict:
     }
 
 
+class ScheduleWarning(UserWarning):
+    """A schedule that works but defeats the method: x_T still holds a visible part of the data."""
+
+
 def _checked_betas(betas) -> torch.Tensor:
-    betas = torch.as_tensor(betas)
+    if callable(betas):
+        name = getattr(betas, "__name__", "the schedule")
+        raise ValueError(f"Diffusion(betas): got the function {name} itself; call it to get the betas, "
+                         f"e.g. Diffusion({name}(1000))")
+    if isinstance(betas, str):
+        raise ValueError(f"Diffusion(betas): got the string {betas!r}; pass the betas, e.g. "
+                         f"Diffusion(dl.schedules.SCHEDULES[{betas!r}](1000))")
+    try:
+        betas = torch.as_tensor(betas)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"Diffusion(betas): betas must be a 1-D tensor of numbers (one β per step), got "
+                         f"{type(betas).__name__} ({error})") from None
     if betas.ndim != 1 or betas.numel() == 0:
         raise ValueError(f"Diffusion(betas): betas must be a non-empty 1-D tensor (one β per step), "
                          f"got shape {tuple(betas.shape)}")
@@ -94,6 +111,13 @@ class Diffusion:
         self.float64 = MappingProxyType(schedule_quantities(betas))
         for name, value in self.float64.items():
             setattr(self, name, value.to(torch.float32))
+        last = float(self.float64["alphas_cumprod"][-1])
+        if last > 0.01:
+            warnings.warn(
+                f"Diffusion: ᾱ_T = {last:.3g}, so x_T keeps sqrt(ᾱ_T) = {last ** 0.5:.0%} of the data and is not "
+                f"pure noise, while sampling starts from N(0, I): the samples will be off. Use more steps, "
+                f"scale the betas by 1000/T (linear_beta_schedule(T, 1e-4 * 1000 / T, 0.02 * 1000 / T)), or the "
+                f"cosine schedule (chapter 2).", ScheduleWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ housekeeping
     @property
@@ -116,16 +140,45 @@ class Diffusion:
         return values.reshape(-1, *([1] * (x.ndim - 1)))
 
     def _checked(self, where: str, x, t, x_name: str = "x_t"):
+        """x (a finite tensor) and t (steps in 0 … T-1) as the methods use them. A t that a method of
+        this chain has already checked marks an inner call: x was checked there too."""
         x = _checks.tensor(x, x_name, where)
+        if not hasattr(t, "_checked_for"):
+            _checks.finite(x, x_name, where)
         return x, _checks.timesteps(t, self.T, x.shape[0], where, x.device)
+
+    def check_model(self, model, where: str) -> None:
+        """A clear error for what cannot be a noise predictor of this diffusion: a class, or a network
+        built for another number of steps T."""
+        if isinstance(model, type):
+            raise ValueError(f"{where}: model is the class {model.__name__}; pass the trained network, an instance")
+        if not callable(model):
+            raise ValueError(f"{where}: model must be callable as model(x_t, t), got {type(model).__name__}")
+        built_for = getattr(model, "T", None)
+        if isinstance(built_for, int) and built_for != self.T:
+            raise ValueError(f"{where}: the model was built for T = {built_for} steps, this Diffusion has T = {self.T}; "
+                             "use the schedule it was trained with")
 
     def model_output(self, model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``model(x_t, t)``, checked to be a tensor of x_t's shape (the predicted noise, or x_0)."""
-        out = model(x_t, t)
+        try:
+            out = model(x_t, t)
+        except TypeError as error:
+            try:
+                inspect.signature(model).bind(x_t, t)
+            except (TypeError, ValueError):
+                raise ValueError(f"model(x_t, t) failed ({error}): a noise predictor must take the step t too. "
+                                 "Chapter 1's BasicUNet takes only x; use a time-conditioned network such as "
+                                 "dl.models.UNet or NoiseMLP") from None
+            raise
         if not torch.is_tensor(out) or tuple(out.shape) != tuple(x_t.shape):
             got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
             raise ValueError(f"model(x_t, t) must return a tensor of x_t's shape {tuple(x_t.shape)} "
                              f"(the predicted noise); got {got}")
+        if not torch.isfinite(out).all():
+            raise FloatingPointError("model(x_t, t) returned NaN or infinity (at steps "
+                                     f"{sorted(set(t.tolist()))[:5]}…): the network has diverged or was given "
+                                     "bad weights; check its training loss (chapter 4, the appendix)")
         return out
 
     # ------------------------------------------------------------------ chapter 2: forward process
@@ -135,8 +188,9 @@ class Diffusion:
 
         ``noise`` is ε (drawn from N(0, I) with ``generator`` when not given).
         """
-        x0, t = self._checked("q_sample()", x0, t, "x0")
-        noise = _randn_like(x0, generator) if noise is None else _checks.same_shape(x0, noise, "x0", "noise", "q_sample()")
+        x0, t = self._checked("q_sample()", _checks.data(x0, "x0", "q_sample()"), t, "x0")
+        noise = (_randn_like(x0, _checks.generator(generator, "q_sample()")) if noise is None else
+                 _checks.finite(_checks.same_shape(x0, noise, "x0", "noise", "q_sample()"), "noise", "q_sample()"))
         return self._at("sqrt_alphas_cumprod", t, x0) * x0 + self._at("sqrt_one_minus_alphas_cumprod", t, x0) * noise
 
     # ------------------------------------------------------------------ chapter 3: posterior and reverse step
@@ -148,6 +202,7 @@ class Diffusion:
         """
         x_t, t = self._checked("q_posterior()", x_t, t)
         x0 = _checks.same_shape(x_t, _checks.tensor(x0, "x0", "q_posterior()"), "x_t", "x0", "q_posterior()")
+        _checks.finite(x0, "x0", "q_posterior()")
         mean = self._at("posterior_mean_coef1", t, x_t) * x0 + self._at("posterior_mean_coef2", t, x_t) * x_t
         variance = self._at("posterior_variance", t, x_t).expand(x_t.shape)
         return mean, variance
@@ -192,10 +247,11 @@ class Diffusion:
         """
         _checks.one_of(variance, VARIANCES, "variance", "p_sample()")
         x_t, t = self._checked("p_sample()", x_t, t)
+        x_t = x_t.to(module_device_dtype(model)[0] or x_t.device)    # where the model is, as loss() does
         mean = self.p_mean(model, x_t, t, target=target, clip_x0=clip_x0)
         sigma2 = self._at("betas" if variance == "beta" else "posterior_variance", t, x_t)
         sigma = sigma2.sqrt() * (t > 0).to(x_t.dtype).reshape(sigma2.shape)   # z = 0 at the last step
-        return mean + sigma * _randn_like(x_t, generator)
+        return mean + sigma * _randn_like(x_t, _checks.generator(generator, "p_sample()"))
 
     @torch.no_grad()
     def p_sample_loop_progressive(self, model, shape, *, generator: torch.Generator | None = None,
@@ -208,6 +264,8 @@ class Diffusion:
         """
         shape = _checks.shape(shape, "shape", "sample()")
         _checks.one_of(variance, VARIANCES, "variance", "sample()")
+        self.check_model(model, "sample()")
+        generator = _checks.generator(generator, "sample()")
         model_device, model_dtype = module_device_dtype(model)
         device = torch.device(device) if device is not None else (model_device or self.device)
         x = _randn_like(torch.empty(shape, dtype=model_dtype or torch.float32, device=device), generator)
@@ -241,8 +299,9 @@ class Diffusion:
         """
         _checks.one_of(loss_type, LOSS_TYPES, "loss_type", "loss()")
         _checks.one_of(target, TARGETS, "target", "loss()")
-        x0 = _checks.tensor(x0, "x0", "loss()")
-        x0 = x0.to(module_device_dtype(model)[0] or x0.device)
+        self.check_model(model, "loss()")
+        x0 = _checks.data(x0, "x0", "loss()").to(module_device_dtype(model)[0] or x0.device)
+        generator = _checks.generator(generator, "loss()")
         if t is None:
             t = torch.randint(0, self.T, (x0.shape[0],), generator=generator,
                               device=generator.device if generator is not None else x0.device)

@@ -20,6 +20,7 @@ from .corruption import corrupt, noise_like
 
 def loss(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """MSE between ``model(corrupt(x, amount))`` and ``x``, amount ~ U(0, 1) per image (chapter 1)."""
+    x = _checks.data(x, "x", "naive.loss()", shape_hint="(B, C, H, W), images in [-1, 1]")
     amount = torch.rand(len(x), generator=generator, device=x.device)
     return F.mse_loss(model(corrupt(x, amount, generator=generator)), x)
 

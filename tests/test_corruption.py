@@ -64,9 +64,9 @@ def test_corrupt_bad_amount(amount, match):
 
 
 def test_corrupt_bad_images_and_noise():
-    with pytest.raises(ValueError, match="floating-point batch"):
+    with pytest.raises(ValueError, match=r"holds integers .*to_model_range"):
         corrupt(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), 0.5)
-    with pytest.raises(ValueError, match="x's shape"):
+    with pytest.raises(ValueError, match="noise must have the shape of x"):
         corrupt(_images(), 0.5, noise=torch.zeros(1, 1, 16, 16))
     with pytest.raises(ValueError, match="kind must be one of"):
         corrupt(_images(), 0.5, noise="pink")
@@ -124,7 +124,7 @@ def test_every_noise_keeps_the_shape_and_is_repeatable(name):
     (lambda x: salt_and_pepper(x, fraction=1.5), "fraction"),
     (lambda x: poisson_noise(x, photons=0), "photons"),
     (lambda x: speckle_noise(x, std="a"), "std"),
-    (lambda x: gaussian_noise(x.numpy()), "floating-point batch"),
+    (lambda x: gaussian_noise(x.numpy()), r"must be a torch.Tensor .* got ndarray of shape \(4, 1, 16, 16\)"),
 ])
 def test_noises_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

@@ -7,6 +7,8 @@ from torch import nn
 
 from ddpm_lessons import Diffusion, schedules
 
+pytestmark = pytest.mark.filterwarnings("ignore::ddpm_lessons.diffusion.ScheduleWarning")  # short schedules on purpose
+
 BETAS = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
 
 

@@ -7,6 +7,8 @@ import torch
 from ddpm_lessons import schedules
 from ddpm_lessons.diffusion import Diffusion
 
+pytestmark = pytest.mark.filterwarnings("ignore::ddpm_lessons.diffusion.ScheduleWarning")  # short schedules on purpose
+
 T = 10
 BETAS = [0.05 + 0.02 * i for i in range(T)]
 X0 = torch.tensor([[1.0, -2.0], [0.25, 0.5], [-1.5, 0.0]], dtype=torch.float64)

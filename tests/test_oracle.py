@@ -8,6 +8,8 @@ from ddpm_lessons import Diffusion, schedules
 from ddpm_lessons.metrics import energy_distance
 from ddpm_lessons.oracle import GaussianMixture, MixtureOracle
 
+pytestmark = pytest.mark.filterwarnings("ignore::ddpm_lessons.diffusion.ScheduleWarning")  # short schedules on purpose
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

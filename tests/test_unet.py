@@ -59,7 +59,7 @@ def test_unet_channels_last_and_bf16_autocast_agree_with_fp32():
     (torch.randn(2, 1, 28, 26), torch.tensor([0, 1]), "multiples of 4"),
     (torch.randn(2, 3, 28, 28), torch.tensor([0, 1]), "1 channel"),
     (torch.randn(1, 28, 28), torch.tensor([0]), r"expected images \(B, 1, H, W\)"),
-    (torch.randn(2, 1, 28, 28), torch.tensor([0, 1, 2]), "one step per image"),
+    (torch.randn(2, 1, 28, 28), torch.tensor([0, 1, 2]), "one step per example"),
 ])
 def test_unet_bad_inputs(x, t, message):
     with pytest.raises(ValueError, match=message):

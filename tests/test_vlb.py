@@ -7,6 +7,8 @@ import torch
 from ddpm_lessons import schedules, vlb
 from ddpm_lessons.diffusion import Diffusion
 
+pytestmark = pytest.mark.filterwarnings("ignore::ddpm_lessons.diffusion.ScheduleWarning")  # short schedules on purpose
+
 
 def _diffusion(T=50):
     return Diffusion(schedules.linear_beta_schedule(T, 1e-4 * 1000 / T, min(0.02 * 1000 / T, 0.4)))

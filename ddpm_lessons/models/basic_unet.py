@@ -13,10 +13,10 @@ from torch import nn
 from .. import _checks
 
 
-def _check_input(x: torch.Tensor, in_channels: int, name: str) -> None:
-    if not torch.is_tensor(x) or x.dim() != 4:
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"{name}: expected a batch of images (B, C, H, W), got {shape}")
+def _check_input(x: torch.Tensor, in_channels: int, name: str, module: nn.Module) -> None:
+    x = _checks.network_input(x, module, name, "a batch of images (B, C, H, W) in [-1, 1]")
+    if x.dim() != 4:
+        raise ValueError(f"{name}: expected a batch of images (B, C, H, W), got {tuple(x.shape)}")
     if x.shape[1] != in_channels:
         raise ValueError(f"{name}: expected {in_channels} input channel(s), got {x.shape[1]} (shape {tuple(x.shape)})")
     height, width = x.shape[-2:]
@@ -54,7 +54,7 @@ class BasicUNet(nn.Module):
         self.upscale = nn.Upsample(scale_factor=2, mode="nearest")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.in_channels, type(self).__name__)
+        _check_input(x, self.in_channels, type(self).__name__, self)
         skips = []
         for i, layer in enumerate(self.down_layers):
             x = self.act(layer(x))

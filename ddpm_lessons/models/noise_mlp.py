@@ -50,13 +50,15 @@ class NoiseMLP(nn.Module):
             return (t.float() / self.T)[:, None]
         return sinusoidal_embedding(t, self.embedding_dim)
 
+    def check_input(self, x, t):
+        """x (B, dim) and t (B,) as this network takes them, or a ValueError that says what is wrong."""
+        x = _checks.network_input(x, self, "NoiseMLP", f"points x of shape (B, {self.dim})")
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"NoiseMLP: expected points x of shape (B, {self.dim}), got {tuple(x.shape)}")
+        return x, _checks.network_steps(t, x.shape[0], self.T, "NoiseMLP")
+
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"NoiseMLP: expected points x of shape (B, {self.dim}), got {shape}")
-        if not torch.is_tensor(t) or t.shape != (x.shape[0],):
-            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
-            raise ValueError(f"NoiseMLP: expected steps t of shape ({x.shape[0]},), one per point, got {shape}")
+        x, t = self.check_input(x, t)
         time = self.embed_time(t).to(x.dtype)
         h = x
         for layer, projection in zip(self.layers, self.time_projections):

@@ -115,9 +115,9 @@ class UNet(nn.Module):
 
     def check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
         """A clear ValueError for inputs this U-Net cannot take (shape, channels, size, steps)."""
-        if not torch.is_tensor(x) or x.dim() != 4:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"UNet: expected images (B, {self.channels}, H, W), got {shape}")
+        x = _checks.network_input(x, self, "UNet", f"images (B, {self.channels}, H, W) in [-1, 1]")
+        if x.dim() != 4:
+            raise ValueError(f"UNet: expected images (B, {self.channels}, H, W), got {tuple(x.shape)}")
         if x.shape[1] != self.channels:
             raise ValueError(f"UNet: built for {self.channels} channel(s), got images with {x.shape[1]}: "
                              f"shape {tuple(x.shape)}")
@@ -129,9 +129,7 @@ class UNet(nn.Module):
                 f"height and width must be multiples of {m}; got {height}x{width}. Pad the images "
                 f"(e.g. to {-(-height // m) * m}x{-(-width // m) * m}) or use fewer levels in dim_mults."
             )
-        if not torch.is_tensor(t) or t.shape != (x.shape[0],):
-            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
-            raise ValueError(f"UNet: expected one step per image, t of shape ({x.shape[0]},), got {shape}")
+        _checks.network_steps(t, x.shape[0], None, "UNet")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.check_input(x, t)
