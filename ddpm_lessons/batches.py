@@ -27,9 +27,18 @@ class TensorBatches:
 
     def __init__(self, data: torch.Tensor, batch_size: int, device=None, labels: torch.Tensor | None = None,
                  seed: int = 0):
-        if not torch.is_tensor(data) or data.dim() < 2 or len(data) == 0:
-            raise ValueError("TensorBatches: expected a non-empty tensor (N, ...) of data")
-        _checks.positive_int(batch_size, "batch_size", "TensorBatches")
+        where = "TensorBatches"
+        if torch.is_tensor(data) and data.dtype != torch.uint8 and not data.is_floating_point():
+            raise ValueError(f"{where}: data must be uint8 images (0…255, scaled per batch) or floats in the "
+                             f"models' range, got dtype {data.dtype}; convert images with data.to(torch.uint8)")
+        if not torch.is_tensor(data) or data.dim() < 2:
+            raise ValueError(f"{where}: expected a tensor (N, ...) of data, got "
+                             f"{tuple(data.shape) if torch.is_tensor(data) else type(data).__name__}")
+        if data.is_floating_point():
+            _checks.data(data, "data", where, shape_hint="(N, ...)")
+        elif len(data) == 0:
+            raise ValueError(f"{where}: data is empty (shape {tuple(data.shape)}); pass at least one example")
+        _checks.positive_int(batch_size, "batch_size", where)
         if labels is not None and (not torch.is_tensor(labels) or labels.shape[:1] != data.shape[:1]):
             raise ValueError(f"TensorBatches: labels must be a tensor of length {len(data)}")
         self.device = torch.device(device) if device is not None else get_device()

@@ -82,6 +82,44 @@ def _missing_data_message(root: Path, missing: list[Path], reason: str) -> str:
     )
 
 
+_IDX_MAGIC = {"images": 2051, "labels": 2049}
+
+
+def _idx_count(path: Path, kind: str) -> int:
+    """The number of items in a raw IDX file, after checking its header against its size (a clear
+    error naming the file and what is wrong, instead of "download failed" or a wrongly shaped set)."""
+    size = path.stat().st_size
+    header = 16 if kind == "images" else 8
+    problem = None
+    with open(path, "rb") as f:
+        head = f.read(header)
+    if len(head) < header:
+        problem = f"it has {size} bytes, fewer than its {header}-byte header (truncated)"
+    else:
+        magic, count = int.from_bytes(head[:4], "big"), int.from_bytes(head[4:8], "big")
+        rows, cols = (int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:16], "big")) if kind == "images" else (1, 1)
+        if magic != _IDX_MAGIC[kind]:
+            problem = f"its magic number is {magic}, not {_IDX_MAGIC[kind]} (an IDX {kind} file)"
+        elif kind == "images" and (rows, cols) != (28, 28):
+            problem = f"its header says {rows}x{cols} images, not 28x28"
+        elif size != header + count * rows * cols:
+            problem = (f"its header says {count} {kind} ({header + count * rows * cols} bytes), but the file has "
+                       f"{size} bytes (truncated or damaged)")
+    if problem:
+        raise ValueError(f"FashionMNIST file {path.name} in {path.parent} is not usable: {problem}. Delete it and "
+                         "download it again (or copy an intact one there).")
+    return count
+
+
+def _check_raw_files(root: Path, train: bool) -> None:
+    raw = root / "FashionMNIST" / "raw"
+    images, labels = (raw / name for name in _RAW_FILES[train])
+    n_images, n_labels = _idx_count(images, "images"), _idx_count(labels, "labels")
+    if n_images != n_labels:
+        raise ValueError(f"FashionMNIST files in {raw} disagree: {images.name} holds {n_images} images but "
+                         f"{labels.name} {n_labels} labels. Replace both with intact copies.")
+
+
 def fashion_mnist(train: bool = True, root: str | Path | None = None):
     """FashionMNIST through torchvision, as images in [-1, 1] of shape (1, 28, 28) and labels.
 
@@ -100,6 +138,8 @@ def fashion_mnist(train: bool = True, root: str | Path | None = None):
         raise FileNotFoundError(
             _missing_data_message(root, missing, f"offline mode ({settings.OFFLINE_ENV}=1)")
         )
+    if not missing:
+        _check_raw_files(root, train)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Lambda(to_model_range)])
     try:
         return datasets.FashionMNIST(str(root), train=train, download=bool(missing), transform=transform)

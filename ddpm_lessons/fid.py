@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import checkpoints, settings
+from . import _checks, checkpoints, settings
 from .data import fashion_mnist_tensors, to_model_range
 from .models.classifier import FashionClassifier
 
@@ -54,6 +54,17 @@ def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, c
             f"frechet_distance(): expected means (D,) and covariances (D, D) of one D, got "
             f"{tuple(mu1.shape)}, {tuple(cov1.shape)}, {tuple(mu2.shape)}, {tuple(cov2.shape)}"
         )
+    for name, mu, cov in (("1", mu1, cov1), ("2", mu2, cov2)):
+        _checks.finite(mu, f"mu{name}", "frechet_distance()")
+        _checks.finite(cov, f"cov{name}", "frechet_distance()")
+        scale = float(cov.abs().max()) or 1.0
+        if not torch.allclose(cov, cov.T, atol=1e-8 * scale, rtol=1e-6):
+            raise ValueError(f"frechet_distance(): cov{name} is not symmetric; pass a covariance matrix "
+                             "(feature_statistics computes one)")
+        lowest = float(torch.linalg.eigvalsh((cov + cov.T) / 2).min())
+        if lowest < -1e-6 * scale:
+            raise ValueError(f"frechet_distance(): cov{name} is not positive semi-definite (its smallest eigenvalue "
+                             f"is {lowest:.3g}); a covariance matrix never is: pass the output of feature_statistics")
     root1 = _sqrtm_psd(cov1)
     cross = torch.linalg.eigvalsh(root1 @ cov2 @ root1).clamp(min=0).sqrt().sum()
     value = (mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * cross
@@ -66,6 +77,9 @@ def classifier_features(images: torch.Tensor, classifier, batch_size: int = 500)
     if not torch.is_tensor(images) or images.dim() != 4:
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
         raise ValueError(f"classifier_features(): expected a batch of images (N, 1, H, W) in [-1, 1], got {shape}")
+    if tuple(images.shape[-2:]) != (28, 28):
+        raise ValueError(f"classifier_features(): the FID classifier was trained on 28x28 FashionMNIST images, got "
+                         f"{images.shape[-2]}x{images.shape[-1]}; crop or pad the images to 28x28 first")
     if images.dtype == torch.uint8:
         images = to_model_range(images)
     device = next(classifier.parameters()).device
@@ -88,6 +102,12 @@ def fid(images: torch.Tensor, reference: torch.Tensor, classifier=None) -> float
         if not torch.is_tensor(value) or value.dim() != 4 or len(value) < 2:
             shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
             raise ValueError(f"fid(): {name} must be a batch (N >= 2, 1, H, W) of images, got {shape}")
+        if value.is_floating_point():
+            _checks.data(value, name, "fid()", shape_hint="(N, 1, H, W), images in [-1, 1] or uint8")
+    if images.shape[1:] != reference.shape[1:]:
+        raise ValueError(f"fid(): images {tuple(images.shape[1:])} and reference {tuple(reference.shape[1:])} must "
+                         "have the same size; FID between different sizes compares the resizing, not the images "
+                         "(crop or pad one set to the other's size first)")
     return frechet_distance(*feature_statistics(classifier_features(images, classifier)),
                             *feature_statistics(classifier_features(reference, classifier)))
 

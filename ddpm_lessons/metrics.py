@@ -14,7 +14,7 @@ def _image_batch(x, name: str, what: str = "images") -> torch.Tensor:
     if not torch.is_tensor(x) or x.dim() < 2 or not x.is_floating_point():
         shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
         raise ValueError(f"{name}(): expected {what} as a floating-point batch (N, ...), got {shape}")
-    return x.detach().to("cpu", torch.float64).flatten(1)
+    return _checks.finite(x.detach().to("cpu", torch.float64).flatten(1), what, f"{name}()")
 
 
 def pixel_std(images: torch.Tensor) -> float:
@@ -74,8 +74,8 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
             f"energy_distance(): each sample set needs at least 2 points, got {a.shape[0]} and {b.shape[0]}"
         )
     # float64 on the CPU: the value is a small difference of large means
-    a = a.detach().to("cpu", torch.float64)
-    b = b.detach().to("cpu", torch.float64)
+    a = _checks.finite(a.detach().to("cpu", torch.float64), "a", "energy_distance()")
+    b = _checks.finite(b.detach().to("cpu", torch.float64), "b", "energy_distance()")
     n, m = a.shape[0], b.shape[0]
     between = torch.cdist(a, b).mean()
     within_a = torch.cdist(a, a).sum() / (n * (n - 1))
@@ -94,7 +94,8 @@ def _two_sample_sets(a, b, name: str):
                          f"got (N, D) = {tuple(a.shape)} and (M, D) = {tuple(b.shape)}")
     if a.shape[0] < 1 or b.shape[0] < 1:
         raise ValueError(f"{name}(): each sample set needs at least 1 point, got {a.shape[0]} and {b.shape[0]}")
-    return a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
+    return (_checks.finite(a.detach().to("cpu", torch.float64), "the first sample set", f"{name}()"),
+            _checks.finite(b.detach().to("cpu", torch.float64), "the second sample set", f"{name}()"))
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, bandwidth: float = 0.1) -> float:

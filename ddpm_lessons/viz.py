@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from .data import to_image_range
+from .data import to_image_range, to_model_range
 
 WIDTH = 5.2
 """Inches: the width of a full-width figure of the book (520 px at 100 dpi)."""
@@ -42,7 +42,11 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
     if not torch.is_tensor(images) or images.dim() != 4:
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
         raise ValueError(f"image_grid(): expected a batch of shape (B, C, H, W), got {shape}")
-    return make_grid(to_image_range(images.detach().float().cpu()), nrow=nrow, padding=padding, pad_value=1.0)
+    if images.dtype == torch.uint8:  # images as stored: 0…255
+        images = to_model_range(images)
+    images = _checks.data(images.detach().float().cpu(), "images", "image_grid()",
+                          shape_hint="(B, C, H, W), images in [-1, 1] or uint8")
+    return make_grid(to_image_range(images), nrow=nrow, padding=padding, pad_value=1.0)
 
 
 def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None,
@@ -120,8 +124,12 @@ def _frame_to_uint8(frame) -> np.ndarray:
         if frame.dim() == 3 and frame.shape[0] in (1, 3):  # (C, H, W) -> (H, W, C)
             frame = frame.permute(1, 2, 0)
         if frame.is_floating_point():
-            frame = to_image_range(frame)
+            frame = to_image_range(_checks.data(frame[None, None] if frame.dim() == 2 else frame.permute(2, 0, 1)[None],
+                                                "a frame", "animate()")[0].permute(1, 2, 0))
         else:
+            if frame.numel() and (frame.min() < 0 or frame.max() > 255):
+                raise ValueError(f"animate(): an integer frame must hold pixel values 0…255, got {frame.min().item()} "
+                                 f"to {frame.max().item()}")
             return frame.to(torch.uint8).squeeze(-1).numpy() if frame.dim() == 3 else frame.to(torch.uint8).numpy()
         frame = frame.numpy()
     array = np.asarray(frame)

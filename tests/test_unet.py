@@ -99,3 +99,16 @@ def test_unet_config_is_chapter_5s_network_and_round_trips():
     assert UNet().config == config and UNet(config).dim_mults == (1, 2, 2)
     with pytest.raises(ValueError, match="expected a UNetConfig"):
         UNet(dict(dim=16))
+
+
+def test_unet_knows_its_T_when_told():
+    import ddpm_lessons as dl
+
+    model = small_unet(T=20)
+    x = torch.randn(2, 1, 28, 28)
+    assert model.T == 20 and model(x, torch.tensor([0, 19])).shape == x.shape
+    with pytest.raises(ValueError, match=r"t must lie in 0 … T-1 = 0 … 19"):
+        model(x, torch.tensor([0, 20]))
+    with pytest.raises(ValueError, match="built for T = 20 steps, this Diffusion has T = 30"):
+        dl.Diffusion(dl.schedules.cosine_beta_schedule(30)).sample(model, (2, 1, 28, 28))
+    assert dl.Diffusion(dl.schedules.cosine_beta_schedule(20)).loss(model, x.clamp(-1, 1)).ndim == 0

@@ -28,7 +28,9 @@ class UNetConfig:
 
     ``dim``: channels of the first level; level i has ``dim · dim_mults[i]``. ``block``: "resnet"
     (scale-and-shift time conditioning) or "convnext". ``attn_heads``/``attn_dim_head``: the
-    attention's shape (linear attention in every level, full attention in the middle).
+    attention's shape (linear attention in every level, full attention in the middle). ``T``: the
+    number of diffusion steps it is trained for, when known: then steps t >= T and a ``Diffusion``
+    with another T are refused with a clear error (the time embedding only knows 0 … T-1).
     """
 
     dim: int = 16
@@ -38,6 +40,7 @@ class UNetConfig:
     groups: int = 8
     attn_heads: int = 2
     attn_dim_head: int = 16
+    T: int | None = None
 
     def __post_init__(self):
         where = "UNetConfig"
@@ -51,6 +54,8 @@ class UNetConfig:
         _checks.one_of(self.block, BLOCKS, "block", where)
         for name in ("groups", "attn_heads", "attn_dim_head"):
             _checks.positive_int(getattr(self, name), name, where)
+        if self.T is not None:
+            _checks.positive_int(self.T, "T (the number of diffusion steps)", where)
 
     def to_dict(self) -> dict:
         """Plain values (for a checkpoint or JSON): ``UNetConfig(**config.to_dict())`` rebuilds it."""
@@ -109,6 +114,11 @@ class UNet(nn.Module):
         self.final_conv = nn.Conv2d(dim, channels, 1)
 
     @property
+    def T(self) -> int | None:
+        """The number of diffusion steps it is built for (``config.T``), or None when not stated."""
+        return self.config.T
+
+    @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this: 2 to the number of downsamplings."""
         return 2 ** (len(self.dim_mults) - 1)
@@ -129,7 +139,7 @@ class UNet(nn.Module):
                 f"height and width must be multiples of {m}; got {height}x{width}. Pad the images "
                 f"(e.g. to {-(-height // m) * m}x{-(-width // m) * m}) or use fewer levels in dim_mults."
             )
-        _checks.network_steps(t, x.shape[0], None, "UNet")
+        _checks.network_steps(t, x.shape[0], self.T, "UNet")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.check_input(x, t)
