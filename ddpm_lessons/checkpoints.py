@@ -81,21 +81,24 @@ def _remove_stale_temporaries(path: Path) -> None:
                 pass
 
 
-def save(path, state: dict) -> Path:
-    """Write ``state`` (a dict of tensors and plain values) to ``path`` atomically, with a checksum.
-
-    Raises ``OSError`` with the reason when the disk is full or read-only; the old file stays.
-    """
-    path = check_writable(path)
+def serialize(state: dict) -> bytes:
+    """``state`` as the bytes of a checkpoint file (header with checksum, then the payload): a
+    snapshot that :func:`write` can put on disk later."""
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buffer)
     payload = buffer.getvalue()
-    header = _MAGIC + f"{FORMAT} sha256={hashlib.sha256(payload).hexdigest()}\n".encode()
+    return _MAGIC + f"{FORMAT} sha256={hashlib.sha256(payload).hexdigest()}\n".encode() + payload
+
+
+def write(path, data: bytes) -> Path:
+    """Put checkpoint bytes (:func:`serialize`) at ``path`` atomically: a temporary file of this process
+    in the same folder, flushed to disk, renamed over the target. Raises ``OSError`` with the reason when
+    the disk is full or read-only; the old file stays."""
+    path = check_writable(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as f:
-            f.write(header)
-            f.write(payload)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -107,6 +110,11 @@ def save(path, state: dict) -> Path:
         raise
     _remove_stale_temporaries(path)
     return path
+
+
+def save(path, state: dict) -> Path:
+    """Write ``state`` (a dict of tensors and plain values) to ``path`` atomically, with a checksum."""
+    return write(path, serialize(state))
 
 
 def load(path) -> dict:

@@ -165,7 +165,7 @@ class Diffusion:
             out = model(x_t, t)
         except TypeError as error:
             try:
-                inspect.signature(model).bind(x_t, t)
+                inspect.signature(getattr(model, "forward", model)).bind(x_t, t)
             except (TypeError, ValueError):
                 raise ValueError(f"model(x_t, t) failed ({error}): a noise predictor must take the step t too. "
                                  "Chapter 1's BasicUNet takes only x; use a time-conditioned network such as "

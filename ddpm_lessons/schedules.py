@@ -19,6 +19,9 @@ def _check_T(T, name: str) -> int:
 def _check_range(beta_start, beta_end, name: str) -> None:
     for what, value in (("beta_start", beta_start), ("beta_end", beta_end)):
         _checks.number(value, what, f"{name}()", 0.0, 1.0, low_open=True, high_open=True)
+    if beta_start > beta_end:
+        raise ValueError(f"{name}(): beta_start = {beta_start!r} must be smaller than beta_end = {beta_end!r}: the noise "
+                         "added per step grows along the chain (swapped arguments?)")
 
 
 def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:

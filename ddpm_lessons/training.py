@@ -7,8 +7,9 @@ result.history        # loss per step
 result.ema_model      # EMA weights (torch.optim.swa_utils.AveragedModel), if ema_decay was given
 ```
 
-A checkpoint is written atomically every few minutes (:mod:`ddpm_lessons.checkpoints`), only while
-the weights are healthy. ``resume=True`` restores the model, optimizer, EMA, gradient scaler, random
+A checkpoint is written atomically every few minutes (:mod:`ddpm_lessons.checkpoints`), only once
+the next step's loss has shown its weights healthy, so that after a blow-up the last checkpoint is
+one to go back to. ``resume=True`` restores the model, optimizer, EMA, gradient scaler, random
 state, batch sampler, step count and loss history; where the settings of the resumed call differ
 from the checkpoint's it applies the new value and says so, or refuses and says how to start afresh.
 """
@@ -30,7 +31,8 @@ from .batches import TensorBatches, batch_length, forever, to_device  # noqa: F4
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 EXPLOSION_FACTOR = 1e3
-"""The loss counts as exploded when its running average exceeds this many times its best one."""
+"""The loss counts as exploded when its running average exceeds this many times its best one
+(or than 10⁻³, for a loss that had come close to 0)."""
 
 
 class ResumeWarning(UserWarning):
@@ -269,18 +271,16 @@ def train(
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "batches": batches.state_dict() if hasattr(batches, "state_dict") else None}
 
-    def save() -> None:
-        if not _weights_finite(model):
-            return  # never overwrite the last healthy checkpoint with diverged weights
+    def save(snapshot: bytes) -> None:
         try:
-            checkpoints.save(path, state())
+            checkpoints.write(path, snapshot)
         except OSError as error:  # a full or read-only disk: keep training, keep the result, say so
             result.extras["checkpoint_error"] = str(error)
             warnings.warn(f"train(): the checkpoint {path} could not be written ({error.strerror or error}); "
                           "training goes on without it", CheckpointWarning, stacklevel=3)
 
     start_step = len(result.history)
-    best_average = running_average = None
+    best_average = running_average = pending = None
     model.train()
     bar = _progress.bar(total=steps, initial=start_step, desc=desc, disable=not progress)
     last_checkpoint = time.perf_counter()
@@ -305,12 +305,14 @@ def train(
             result.images += batch_length(batch)
             now = time.perf_counter()
             result.seconds += now - step_started  # training time only: callbacks and saves excluded
-            running_average = value if running_average is None else 0.98 * running_average + 0.02 * value
-            if step - start_step >= 50:  # after a warm-up, watch for a loss that blows up without overflowing
-                best_average = min(best_average or running_average, running_average)
-                if running_average > EXPLOSION_FACTOR * best_average:
-                    raise FloatingPointError(f"train(): the loss exploded at step {step}: its running average rose "
-                                             f"from {best_average:.3g} to {running_average:.3g}. {_ADVICE}")
+            running_average = value if running_average is None else 0.9 * running_average + 0.1 * value
+            best_average = min(best_average or running_average, running_average)
+            if running_average > EXPLOSION_FACTOR * max(best_average, 1e-3):  # blown up, without overflowing
+                raise FloatingPointError(f"train(): the loss exploded at step {step}: its running average rose "
+                                         f"from {best_average:.3g} to {running_average:.3g}. {_ADVICE}")
+            if pending is not None:  # the weights it holds gave a healthy loss on this batch: now write it
+                save(pending)
+                pending = None
             bar.update(1)
             if progress and (step % 10 == 0 or step == steps - 1):
                 bar.set_postfix(loss=f"{value:.4f}", img_s=f"{result.images_per_second:.0f}")
@@ -320,8 +322,12 @@ def train(
                 model.eval()
                 callback(step + 1, model, result)
                 model.train()
-            if path is not None and (done or now - last_checkpoint >= checkpoint_every_s):
-                save()
+            if path is not None and (done or now - last_checkpoint >= checkpoint_every_s) and _weights_finite(model):
+                snapshot = checkpoints.serialize(state())
+                if done:
+                    save(snapshot)
+                else:  # written after the next step's loss shows these weights are healthy
+                    pending = snapshot
                 last_checkpoint = time.perf_counter()
             if done:
                 break

@@ -165,7 +165,8 @@ def gif_bytes(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale
     durations = [1000.0 / fps] * len(arrays)
     durations[-1] += 1000.0 * hold_last
     buffer = io.BytesIO()
-    iio.imwrite(buffer, np.stack(arrays), extension=".gif", duration=durations, loop=0)
+    iio.imwrite(buffer, np.stack(arrays), extension=".gif", loop=0,
+                duration=durations if len(durations) > 1 else durations[0])  # Pillow wants a number for one frame
     return buffer.getvalue()
 
 

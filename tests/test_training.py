@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -130,3 +132,152 @@ def test_train_rejects_a_non_iterator():
 
 def test_autocast_dtype_off_cuda_is_fp32():
     assert training.autocast_dtype(torch.device("cpu")) is None
+
+
+# ---------------------------------------------------------------- a careless student's training calls
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(grad_clip=0.0), r"grad_clip .* must be a positive number"),
+    (dict(grad_clip=-1.0), r"grad_clip"),
+    (dict(lr=0.0), r"lr \(the learning rate\) must be a positive number"),
+    (dict(lr=-1e-3), r"lr"),
+    (dict(lr=float("nan")), r"lr"),
+    (dict(callback=lambda *a: None, callback_every=2.5), r"callback_every must be a positive int"),
+    (dict(weight_decay=-0.1), r"weight_decay must be a number >= 0"),
+    (dict(max_seconds=0), r"max_seconds"),
+])
+def test_bad_training_settings(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        training.train(nn.Linear(3, 1), _loss, _batches(), steps=3, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("loss_fn, words", [
+    (lambda m, b: (m(b[:, :3]) - b[:, 3:]).pow(2), r"single number.*\.mean\(\)"),
+    (lambda m, b: _loss(m, b).item(), r"got float \(return the tensor itself, not loss.item\(\)\)"),
+    (lambda m, b: _loss(m, b).detach(), r"no gradient"),
+])
+def test_bad_loss_functions(loss_fn, words):
+    with pytest.raises(ValueError, match=words):
+        training.train(nn.Linear(3, 1), loss_fn, _batches(), steps=3, progress=False)
+
+
+def test_a_class_instead_of_a_model():
+    with pytest.raises(ValueError, match=r"the class Linear; pass an instance"):
+        training.train(nn.Linear, _loss, _batches(), steps=3, progress=False)
+
+
+def test_a_folder_as_checkpoint_path_fails_before_training(tmp_path):
+    model = nn.Linear(3, 1)
+    before = model.weight.detach().clone()
+    with pytest.raises(ValueError, match="is a folder"):
+        training.train(model, _loss, _batches(), steps=3, progress=False, checkpoint_path=tmp_path)
+    assert torch.equal(model.weight, before)  # nothing was trained and lost
+
+
+def test_tilde_in_the_checkpoint_path_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = training.train(nn.Linear(3, 1), _loss, _batches(), steps=2, progress=False, checkpoint_path="~/run/c.pt")
+    assert (tmp_path / "run" / "c.pt").is_file() and result.checkpoint_path == tmp_path / "run" / "c.pt"
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+
+
+def test_an_exploding_loss_stops_with_advice():
+    # lr = 50 is far too large for Adam: the loss climbs to ~1e16 without ever overflowing
+    with pytest.raises(FloatingPointError, match=r"exploded.*smaller learning rate"):
+        training.train(_mlp(), _loss, _batches(), steps=400, lr=50.0, progress=False)
+
+
+def test_weights_that_diverge_on_the_last_step_are_not_returned():
+    steps_seen = []
+
+    def loss(m, b):
+        steps_seen.append(1)
+        return _nan_gradient(m, b) if len(steps_seen) == 3 else _loss(m, b)  # the last step breaks the weights
+
+    with pytest.raises(FloatingPointError, match="weights are not finite"):
+        training.train(nn.Linear(3, 1), loss, _batches(), steps=3, progress=False)
+
+
+def _nan_gradient(model, batch):
+    """A finite loss whose gradient is NaN (sqrt at 0): one optimizer step then writes NaN weights."""
+    return (model(batch[:, :3]) * 0).sum() + torch.sqrt(model.weight.sum() * 0)
+
+
+def test_resume_applies_a_new_learning_rate_and_says_so(tmp_path):
+    path = tmp_path / "c.pt"
+    training.train(nn.Linear(3, 1), _loss, _batches(), steps=4, lr=0.1, progress=False, checkpoint_path=path)
+    model = nn.Linear(3, 1)
+    with pytest.warns(training.ResumeWarning, match=r"lr 0.1 -> 0.01"):
+        result = training.train(model, _loss, _batches(), steps=6, lr=0.01, progress=False, checkpoint_path=path,
+                                resume=True)
+    assert result.resumed_from_step == 4 and result.steps == 6
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(optimizer="adamw"), r"optimizer='adam'.*resume=False"),
+    (dict(steps=3), r"already at step 4, and steps=3.*steps > 4"),
+    (dict(metadata={"schedule": "cosine"}), r"different schedule"),
+])
+def test_resume_refuses_what_it_cannot_apply(tmp_path, changes, words):
+    path = tmp_path / "c.pt"
+    training.train(nn.Linear(3, 1), _loss, _batches(), steps=4, progress=False, checkpoint_path=path,
+                   metadata={"schedule": "linear"})
+    options = dict(steps=6, progress=False, checkpoint_path=path, resume=True, metadata={"schedule": "linear"})
+    with pytest.raises(ValueError, match=words):
+        training.train(nn.Linear(3, 1), _loss, _batches(), **{**options, **changes})
+
+
+@pytest.mark.parametrize("first, then, words", [
+    (None, 0.9, "EMA starts now"),
+    (0.9, None, "EMA weights are dropped"),
+])
+def test_resume_with_ema_switched_says_so(tmp_path, first, then, words):
+    path = tmp_path / "c.pt"
+    training.train(nn.Linear(3, 1), _loss, _batches(), steps=3, ema_decay=first, progress=False, checkpoint_path=path)
+    with pytest.warns(training.ResumeWarning, match=words):
+        result = training.train(nn.Linear(3, 1), _loss, _batches(), steps=5, ema_decay=then, progress=False,
+                                checkpoint_path=path, resume=True)
+    assert (result.ema_model is None) == (then is None)
+
+
+def test_the_advice_after_a_blow_up_works(tmp_path):
+    """Follow the error's advice: lower the learning rate and resume. Training continues from the last
+    healthy checkpoint (the blown-up weights are never written) instead of failing again at once."""
+    path = tmp_path / "c.pt"
+    options = dict(progress=False, checkpoint_path=path, checkpoint_every_s=0.0)
+    training.train(_mlp(), _loss, _batches(), steps=30, lr=1e-3, **options)            # healthy
+    with pytest.warns(training.ResumeWarning), pytest.raises(FloatingPointError, match="exploded"):
+        training.train(_mlp(), _loss, _batches(), steps=400, lr=50.0, resume=True, **options)
+    assert checkpoints.load(path)["step"] == 30                                          # still the healthy one
+    result = training.train(_mlp(), _loss, _batches(), steps=80, lr=1e-3, resume=True, **options)
+    assert result.resumed_from_step == 30 and result.steps == 80
+    assert max(result.history[30:]) < 10 * max(result.history[:30])                      # no new blow-up
+
+
+def test_resume_from_a_dataloader_says_what_is_not_restored(tmp_path):
+    path = tmp_path / "c.pt"
+    loader = torch.utils.data.DataLoader(_regression(), batch_size=16, shuffle=True)
+    training.train(nn.Linear(3, 1), _loss, training.forever(loader), steps=3, progress=False, checkpoint_path=path)
+    with pytest.warns(training.ResumeWarning, match="order of the data starts afresh"):
+        training.train(nn.Linear(3, 1), _loss, training.forever(loader), steps=5, progress=False,
+                       checkpoint_path=path, resume=True)
+
+
+def test_a_full_disk_keeps_the_result(tmp_path, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "write", no_space)
+    with pytest.warns(training.CheckpointWarning, match="No space left on device"):
+        result = training.train(nn.Linear(3, 1), _loss, _batches(), steps=5, progress=False,
+                                checkpoint_path=tmp_path / "c.pt", checkpoint_every_s=0.0)
+    assert result.steps == 5 and "No space" in result.extras["checkpoint_error"]
+
+
+def test_a_time_budget_shows_a_true_total(capsys):
+    result = training.train(nn.Linear(3, 1), _loss, _batches(), steps=10**6, max_seconds=0.2, desc="part 1")
+    printed = capsys.readouterr().out.split("\r")[-1]
+    assert result.stopped_by_time and f"{result.steps}/{result.steps}" in printed and "time budget" in printed
