@@ -57,6 +57,7 @@ class TrainResult:
     model: nn.Module
     history: list[float]
     ema_model: AveragedModel | None = None
+    optimizer: torch.optim.Optimizer | None = None
     steps: int = 0
     seconds: float = 0.0
     images: int = 0
@@ -258,7 +259,7 @@ def train(
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
            if ema_decay is not None else None)
     path = Path(checkpoint_path).expanduser() if checkpoint_path is not None else None
-    result = TrainResult(model=model, history=[], ema_model=ema, checkpoint_path=path)
+    result = TrainResult(model=model, history=[], ema_model=ema, optimizer=opt, checkpoint_path=path)
     if resume:
         _resume(path, checkpoints.load(path), steps, settings, metadata, model, opt, ema, scaler, batches, result)
 
