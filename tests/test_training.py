@@ -81,8 +81,8 @@ def test_resume_continues_exactly(tmp_path):
     path = tmp_path / "ckpt.pt"
     first, batches = fresh()
     training.train(first, loss, batches, steps=10, checkpoint_path=path, **options)
-    torch.manual_seed(99)  # another random state: resume must bring back the saved one
     second, batches = fresh()
+    torch.manual_seed(99)  # another random state: resume must bring back the saved one
     resumed = training.train(second, loss, batches, steps=20, checkpoint_path=path, resume=True, **options)
     assert resumed.resumed_from_step == 10 and resumed.steps == 20
     assert all(torch.equal(a, b) for a, b in zip(second.parameters(), model.parameters()))
