@@ -101,3 +101,36 @@ def test_names_with_wildcard_characters_are_not_patterns(tmp_path):
     neighbour.write_bytes(b"someone else's")
     checkpoints.save(path, {"step": 1})
     assert neighbour.exists() and checkpoints.load(path)["step"] == 1
+
+
+def test_two_processes_saving_to_one_path_never_crash(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from ddpm_lessons import checkpoints
+        for i in range(25):
+            checkpoints.save({str(tmp_path / 'shared.pt')!r}, {{"writer": int(sys.argv[1]), "i": i,
+                                                               "weights": torch.randn(200_000)}})
+    """)
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(n)], stderr=subprocess.PIPE) for n in (1, 2)]
+    for writer in writers:
+        assert writer.wait(timeout=300) == 0, writer.stderr.read().decode()
+    state = checkpoints.load(tmp_path / "shared.pt")  # one of the two, whole
+    assert state["writer"] in (1, 2) and state["i"] == 24
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.pt"]
+
+
+def test_a_read_only_folder_is_refused_before_anything_runs(tmp_path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores the mode bits
+            pytest.skip("running as root: a read-only folder is still writable")
+        with pytest.raises(ValueError, match="not writable"):
+            checkpoints.check_writable(folder / "c.pt")
+    finally:
+        folder.chmod(0o700)

@@ -93,3 +93,42 @@ def test_sample_photo():
     assert min(data.sample_photo(None).shape[1:]) == 512
     with pytest.raises(ValueError):
         data.sample_photo(3)
+
+
+def _damaged_copy(tmp_path, damage):
+    import shutil
+
+    shutil.copytree(data.settings.data_root() / "FashionMNIST", tmp_path / "FashionMNIST")
+    raw = tmp_path / "FashionMNIST" / "raw"
+    for file in raw.iterdir():
+        file.chmod(0o644)
+    damage(raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte")
+    return tmp_path
+
+
+def _truncate(images, labels):
+    images.write_bytes(images.read_bytes()[:-100])
+
+
+def _wrong_magic(images, labels):
+    content = bytearray(images.read_bytes())
+    content[3] = 1  # 2049 (labels) instead of 2051 (images)
+    images.write_bytes(bytes(content))
+
+
+def _fewer_labels(images, labels):
+    content = bytearray(labels.read_bytes()[:-10])
+    content[4:8] = (int.from_bytes(content[4:8], "big") - 10).to_bytes(4, "big")
+    labels.write_bytes(bytes(content))
+
+
+@pytest.mark.skipif(not (data.settings.data_root() / "FashionMNIST" / "raw").is_dir(), reason="needs the data")
+@pytest.mark.parametrize("damage, words", [
+    (_truncate, r"train-images-idx3-ubyte .* header says \d+ images .* (truncated or damaged)"),
+    (_wrong_magic, r"magic number is 2049, not 2051"),
+    (_fewer_labels, r"disagree: .* holds \d+ images but .* \d+ labels"),
+])
+def test_damaged_raw_files_are_named(tmp_path, damage, words):
+    root = _damaged_copy(tmp_path, damage)
+    with pytest.raises(ValueError, match=words):
+        data.fashion_mnist(root=root)

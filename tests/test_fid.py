@@ -106,3 +106,14 @@ def test_real_vs_real_fid_is_small_on_the_trained_features(tmp_path):
     noise = torch.rand(len(test), 1, 28, 28) * 2 - 1
     baseline, bad = fid_module.fid(test, train, net), fid_module.fid(noise, train, net)
     assert math.isfinite(baseline) and baseline < 0.5 * bad
+
+
+def test_fid_classifier_on_a_full_disk_keeps_the_trained_network(tmp_path, monkeypatch, capsys):
+    from ddpm_lessons import checkpoints
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "write", no_space)
+    net = fid_module.fid_classifier(cache_dir=tmp_path, epochs=1)
+    assert "not cached: No space left on device" in capsys.readouterr().out and net.test_accuracy > 0.1
