@@ -124,7 +124,7 @@ def _fewer_labels(images, labels):
 
 @pytest.mark.skipif(not (data.settings.data_root() / "FashionMNIST" / "raw").is_dir(), reason="needs the data")
 @pytest.mark.parametrize("damage, words", [
-    (_truncate, r"train-images-idx3-ubyte .* header says \d+ images .* (truncated or damaged)"),
+    (_truncate, r"train-images-idx3-ubyte .* header says \d+ images .* \(truncated or damaged\)"),
     (_wrong_magic, r"magic number is 2049, not 2051"),
     (_fewer_labels, r"disagree: .* holds \d+ images but .* \d+ labels"),
 ])
