@@ -3,6 +3,10 @@
 Every chapter does ``import ddpm_lessons as dl``. One small file per concept; each public function's
 docstring names the equation and the chapter that derives it.
 """
+from . import _alloc
+
+_alloc.keep_freed_memory()  # reuse freed activation buffers (glibc): a large speed-up on CPUs, see _alloc.py
+
 from . import (checkpoints, corruption, data, diffusion, exercises, fid, metrics, models, naive, oracle,
                sampling, schedules, settings, training, utils, viz, vlb)
 from .diffusion import Diffusion
