@@ -82,3 +82,23 @@ def test_folders_from_env_and_default(folder, env, default, monkeypatch, tmp_pat
     monkeypatch.delenv("DDPM_LESSONS_DATA", raising=False)
     monkeypatch.delenv("DDPM_LESSONS_CACHE", raising=False)
     assert settings.cache_dir() != settings.data_root()  # the data root may be read-only
+
+
+def test_freed_memory_is_kept_for_reuse_on_glibc():
+    """ddpm_lessons sets glibc's mmap/trim thresholds at import (no page faults per denoiser call),
+    and leaves a user's own MALLOC_* settings alone."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from ddpm_lessons import _alloc
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        assert not _alloc.configured
+        return
+    assert _alloc.configured
+    code = "import ddpm_lessons._alloc as a; print(a.keep_freed_memory())"
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"}
+    printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert printed.strip() == "False"
