@@ -247,3 +247,19 @@ def grid_frames(trajectory: Sequence[torch.Tensor], nrow: int = 4, num_frames: i
         return grids
     return [label_frame(grid, f"x_t, t = {labels[i]}" if isinstance(labels[i], int) else str(labels[i]), width)
             for grid, i in zip(grids, keep)]
+
+
+def table_markdown(header: Sequence[str], rows: Sequence[Sequence], caption: str | None = None) -> str:
+    """A Markdown table (with an optional caption line above it) from a header and rows of cells."""
+    if not header or any(len(row) != len(header) for row in rows):
+        raise ValueError(f"table(): every row needs {len(header)} cells, one per column of the header")
+    lines = [f"| {' | '.join(map(str, header))} |", f"|{'|'.join('---' for _ in header)}|"]
+    lines += [f"| {' | '.join(map(str, row))} |" for row in rows]
+    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
+
+
+def show_table(header: Sequence[str], rows: Sequence[Sequence], caption: str | None = None):
+    """Display a table of results in a notebook (rendered as a table on the book's website)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(table_markdown(header, rows, caption)))

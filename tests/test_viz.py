@@ -79,3 +79,10 @@ def test_figure_to_array_and_grid_frames():
     frames = viz.grid_frames(trajectory, nrow=2, num_frames=7)
     assert len(frames) == 7 and frames[-1].shape == (3, 22, 22)
     assert torch.allclose((frames[-1] + 1) / 2, viz.image_grid(trajectory[-1], nrow=2))
+
+
+def test_table_markdown_has_a_header_rule_and_a_blank_line_after_the_caption():
+    text = viz.table_markdown(["a", "b"], [[1, 2.5], ["x", "y"]], caption="Two rows")
+    assert text.splitlines() == ["Two rows", "", "| a | b |", "|---|---|", "| 1 | 2.5 |", "| x | y |"]
+    with pytest.raises(ValueError, match="2 cells"):
+        viz.table_markdown(["a", "b"], [[1]])
