@@ -159,6 +159,8 @@ def data(x, name: str, where: str, *, shape_hint: str = "(batch, ...)") -> torch
     [0, 1] a :class:`DataRangeWarning`: both are the classic cause of "my samples are noise" (the
     appendix). Other data (2-D points, noise) are only checked to be finite.
     """
+    if torch.is_tensor(x) and (x.dtype == torch.bool or x.is_complex()):
+        raise ValueError(f"{where}: {name} must hold real numbers (float32), got dtype {x.dtype}")
     if torch.is_tensor(x) and not x.is_floating_point() and x.dim() == 4:
         raise ValueError(f"{where}: {name} holds integers (dtype {x.dtype}): images in 0…255; the models "
                          f"work in [-1, 1]: {_SCALE_HINT}")
@@ -223,3 +225,45 @@ def network_steps(t, batch: int, T: int | None, where: str) -> torch.Tensor:
         wanted = f"0 … T-1 = 0 … {T - 1}" if T is not None else "steps >= 0"
         raise ValueError(f"{where}: t must lie in {wanted}; got values from {t.min().item()} to {t.max().item()}")
     return t
+
+
+def device(value, where: str) -> torch.device:
+    """``value`` as a ``torch.device`` that exists on this machine, or a clear error naming the ones that do."""
+    available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + \
+        (["mps"] if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available() else [])
+    try:
+        value = torch.device(value)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{where}: device must be one of {', '.join(map(repr, available))} (or dl.get_device()), "
+                         f"got {value!r}") from error
+    if value.type not in available:
+        raise ValueError(f"{where}: this machine has no {value.type!r} device (available: {', '.join(available)}); "
+                         f"use dl.get_device() to pick the fastest one")
+    return value
+
+
+def callable_as(function, example_args: tuple, signature_text: str, name: str, where: str, hint: str = ""):
+    """``function`` if it can be called as ``signature_text`` (e.g. "loss_fn(model, batch)"); ``hint``
+    is added to the error (what the student most likely passed instead)."""
+    import inspect
+
+    if isinstance(function, type) or not callable(function):
+        raise ValueError(f"{where}: {name} must be a function called as {signature_text}, got {_seen(function)}")
+    try:
+        inspect.signature(getattr(function, "forward", function) if isinstance(function, torch.nn.Module)
+                          else function).bind(*example_args)
+    except TypeError as error:
+        raise ValueError(f"{where}: {name} is called as {signature_text}, but yours takes other arguments "
+                         f"({error}).{' ' + hint if hint else ''}") from None
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        pass
+    return function
+
+
+def module(value, name: str, where: str):
+    """``value`` if it is an instance of ``torch.nn.Module`` (not the class itself)."""
+    if isinstance(value, type):
+        raise ValueError(f"{where}: {name} is the class {value.__name__}; pass an instance, e.g. {value.__name__}()")
+    if not isinstance(value, torch.nn.Module):
+        raise ValueError(f"{where}: {name} must be a torch.nn.Module (a network), got {_seen(value)}")
+    return value

@@ -41,7 +41,7 @@ class TensorBatches:
         _checks.positive_int(batch_size, "batch_size", where)
         if labels is not None and (not torch.is_tensor(labels) or labels.shape[:1] != data.shape[:1]):
             raise ValueError(f"TensorBatches: labels must be a tensor of length {len(data)}")
-        self.device = torch.device(device) if device is not None else get_device()
+        self.device = _checks.device(device, where) if device is not None else get_device()
         self.data = data.to(self.device)
         self.labels = labels.to(self.device) if labels is not None else None
         self.batch_size = batch_size

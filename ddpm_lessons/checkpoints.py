@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -85,7 +86,11 @@ def serialize(state: dict) -> bytes:
     """``state`` as the bytes of a checkpoint file (header with checksum, then the payload): a
     snapshot that :func:`write` can put on disk later."""
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
+    try:
+        torch.save({"format": FORMAT, **state}, buffer)
+    except (AttributeError, TypeError, pickle.PicklingError) as error:
+        raise ValueError(f"checkpoint: the state must hold tensors and plain values (numbers, strings, lists, dicts), "
+                         f"which any later run can load; this one cannot be saved ({error})") from None
     payload = buffer.getvalue()
     return _MAGIC + f"{FORMAT} sha256={hashlib.sha256(payload).hexdigest()}\n".encode() + payload
 

@@ -29,8 +29,12 @@ def _check_number(value, name: str, what: str, low: float, high: float | None = 
 
 
 def _random(shape, like: torch.Tensor, generator, kind: str) -> torch.Tensor:
+    """Uniform [0, 1) or standard normal noise like ``like``; an int generator is a seed, and the draw
+    happens on the generator's own device (then moves), so one seed gives the same noise everywhere."""
+    generator = _checks.generator(generator, "the noise")
     draw = torch.rand if kind == "uniform" else torch.randn
-    return draw(shape, generator=generator, device=like.device, dtype=like.dtype)
+    device = generator.device if generator is not None else like.device
+    return draw(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 def noise_like(x: torch.Tensor, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
@@ -49,7 +53,8 @@ def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
     choice), ``"gaussian"`` (N(0, 1): the exercise, and what DDPMs use) or a tensor of ``x``'s shape.
     """
     x, amount = _check_images(x, "corrupt()"), _checks.per_image_amount(amount, x, "corrupt()")
-    noise = noise_like(x, noise, generator) if isinstance(noise, str) else _checks.same_shape(x, noise, "x", "noise", "corrupt()")
+    noise = (noise_like(x, noise, generator) if isinstance(noise, str) else
+             _checks.finite(_checks.same_shape(x, noise, "x", "noise", "corrupt()"), "noise", "corrupt()"))
     amount = amount.view(-1, *([1] * (x.dim() - 1)))  # (B,) -> (B, 1, 1, 1): one amount per image
     return x * (1 - amount) + noise * amount
 
@@ -86,6 +91,7 @@ def poisson_noise(x: torch.Tensor, photons: float = 20.0, generator: torch.Gener
     x = _check_images(x, "poisson_noise()")
     _check_number(photons, "photons", "poisson_noise()", 1e-6)
     brightness = to_image_range(x)
+    generator = _checks.generator(generator, "poisson_noise()")
     counts = torch.poisson(brightness * photons, generator=generator)
     return counts / photons * 2 - 1  # back to the models' scale; may pass 1 (not clipped)
 

@@ -56,6 +56,11 @@ def to_image_range(x: torch.Tensor) -> torch.Tensor:
         if high > 2.0 and low >= 0.0:
             raise ValueError(f"to_image_range(): x has values from {low:.3g} to {high:.3g}: it looks like images in "
                              "0…255 already, not the models' [-1, 1]; there is nothing to convert")
+        if low >= 0.0 and high <= 1.0 and high - low > 0.2:
+            import warnings
+            warnings.warn(f"to_image_range(): x lies in [0, 1] (values from {low:.3g} to {high:.3g}): it looks like "
+                          "images in [0, 1] already (applied twice?); converting again washes them out to [0.5, 1]",
+                          _checks.DataRangeWarning, stacklevel=2)
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("to_image_range(): x contains NaN or infinity; the samples are broken (see the "
                              "appendix: why are my samples noise?)")
@@ -118,6 +123,10 @@ def _check_raw_files(root: Path, train: bool) -> None:
     if n_images != n_labels:
         raise ValueError(f"FashionMNIST files in {raw} disagree: {images.name} holds {n_images} images but "
                          f"{labels.name} {n_labels} labels. Replace both with intact copies.")
+    largest = max(labels.read_bytes()[8:], default=0)
+    if largest >= len(CLASS_NAMES):
+        raise ValueError(f"FashionMNIST file {labels.name} in {raw} is damaged: it holds the label {largest}, but the "
+                         f"classes are 0 … {len(CLASS_NAMES) - 1}. Replace it with an intact copy.")
 
 
 def fashion_mnist(train: bool = True, root: str | Path | None = None):
@@ -132,6 +141,8 @@ def fashion_mnist(train: bool = True, root: str | Path | None = None):
 
     if not isinstance(train, bool):
         raise ValueError(f"fashion_mnist(): train must be True or False, got {train!r}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"fashion_mnist(): root must be a folder (str or Path) that holds FashionMNIST/raw, got {root!r}")
     root = Path(root).expanduser() if root is not None else settings.data_root()
     missing = _missing_files(root, train)
     if missing and settings.offline():
@@ -157,6 +168,9 @@ def fashion_mnist_tensors(train: bool = True, root: str | Path | None = None):
 
 def describe(ds) -> str:
     """One line naming the split and its size, and saying plainly when it is not the full dataset."""
+    if not hasattr(ds, "train") or not hasattr(ds, "__len__"):
+        raise ValueError(f"describe(): expected a FashionMNIST dataset (from dl.data.fashion_mnist()), got "
+                         f"{type(ds).__name__}")
     n, full = len(ds), FULL_SIZES[bool(ds.train)]
     split = "train" if ds.train else "test"
     if n == full:
@@ -192,6 +206,7 @@ def butterfly(n: int, noise: float = 0.0, generator: torch.Generator | None = No
     """
     _checks.positive_int(n, "n", "butterfly()")
     _checks.number(noise, "noise", "butterfly()", 0.0)
+    generator = _checks.generator(generator, "butterfly()")
     theta = torch.rand(n, generator=generator, dtype=torch.float64) * 12.0 * math.pi
     points = _butterfly_xy(theta).float()
     if noise > 0:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import _checks, sampling
 from .schedules import alphas_cumprod as cumulative_alphas
+from .schedules import check_betas
 from .utils import module_device_dtype
 
 LOSS_TYPES = ("l2", "l1", "huber")
@@ -57,33 +58,6 @@ class ScheduleWarning(UserWarning):
     """A schedule that works but defeats the method: x_T still holds a visible part of the data."""
 
 
-def _checked_betas(betas) -> torch.Tensor:
-    if callable(betas):
-        name = getattr(betas, "__name__", "the schedule")
-        raise ValueError(f"Diffusion(betas): got the function {name} itself; call it to get the betas, "
-                         f"e.g. Diffusion({name}(1000))")
-    if isinstance(betas, str):
-        raise ValueError(f"Diffusion(betas): got the string {betas!r}; pass the betas, e.g. "
-                         f"Diffusion(dl.schedules.SCHEDULES[{betas!r}](1000))")
-    try:
-        betas = torch.as_tensor(betas)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"Diffusion(betas): betas must be a 1-D tensor of numbers (one β per step), got "
-                         f"{type(betas).__name__} ({error})") from None
-    if betas.ndim != 1 or betas.numel() == 0:
-        raise ValueError(f"Diffusion(betas): betas must be a non-empty 1-D tensor (one β per step), "
-                         f"got shape {tuple(betas.shape)}")
-    if not betas.is_floating_point():
-        raise ValueError(f"Diffusion(betas): betas must be a floating-point tensor, got dtype {betas.dtype}")
-    betas = betas.detach().to("cpu", torch.float64)
-    bad = (betas <= 0) | (betas >= 1) | ~torch.isfinite(betas)
-    if bad.any():
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"Diffusion(betas): every beta must lie in the open interval (0, 1); "
-                         f"betas[{i}] = {betas[i].item()!r}")
-    return betas
-
-
 def _randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """N(0, I) noise of x's shape, dtype and device, drawn with ``generator`` (on its own device) when given."""
     if generator is None:
@@ -106,7 +80,7 @@ class Diffusion:
     """
 
     def __init__(self, betas):
-        betas = _checked_betas(betas)
+        betas = check_betas(betas, "Diffusion(betas)")
         self.T = betas.numel()
         self.float64 = MappingProxyType(schedule_quantities(betas))
         for name, value in self.float64.items():
@@ -126,6 +100,7 @@ class Diffusion:
 
     def to(self, device) -> "Diffusion":
         """Move the float32 attributes to ``device`` (in place, like ``nn.Module.to``); returns self."""
+        device = _checks.device(device, "Diffusion.to()")
         for name in self.float64:
             setattr(self, name, getattr(self, name).to(device))
         return self
@@ -267,7 +242,7 @@ class Diffusion:
         self.check_model(model, "sample()")
         generator = _checks.generator(generator, "sample()")
         model_device, model_dtype = module_device_dtype(model)
-        device = torch.device(device) if device is not None else (model_device or self.device)
+        device = _checks.device(device, "sample()") if device is not None else (model_device or self.device)
         x = _randn_like(torch.empty(shape, dtype=model_dtype or torch.float32, device=device), generator)
         steps = torch.arange(self.T, device=device).repeat_interleave(shape[0]).view(self.T, shape[0])
         yield self.T, x

@@ -98,6 +98,9 @@ def fid(images: torch.Tensor, reference: torch.Tensor, classifier=None) -> float
     """
     if classifier is None:
         classifier = fid_classifier(verbose=False)
+    elif isinstance(classifier, type) or not callable(getattr(classifier, "features", None)):
+        raise ValueError("fid(): classifier must be the feature network from dl.fid.fid_classifier() (or None to "
+                         f"load it), got {getattr(classifier, '__name__', type(classifier).__name__)}")
     for name, value in (("images", images), ("reference", reference)):
         if not torch.is_tensor(value) or value.dim() != 4 or len(value) < 2:
             shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__

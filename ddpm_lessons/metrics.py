@@ -58,7 +58,7 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     U-statistics (pairs i != j only), so for two samples of the same distribution the value scatters
     around 0 (it can be slightly negative); read it against the data-vs-data baseline.
     """
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    a, b = _sample_set(a, "energy_distance()"), _sample_set(b, "energy_distance()")
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(
             f"energy_distance(): expected two 2-D sample sets (N, D) and (M, D), "
@@ -83,9 +83,18 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(2 * between - within_a - within_b)
 
 
+def _sample_set(x, where: str) -> torch.Tensor:
+    if x is None or isinstance(x, (str, bytes)):
+        raise ValueError(f"{where}: expected a sample set, a tensor (N, D) of points, got {type(x).__name__}")
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{where}: expected a sample set, a tensor (N, D) of points ({error})") from None
+
+
 def _two_sample_sets(a, b, name: str):
     """Both sets as float64 CPU tensors (N, D) and (M, D) with the same D, or a ValueError saying why."""
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    a, b = _sample_set(a, f"{name}()"), _sample_set(b, f"{name}()")
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"{name}(): expected two 2-D sample sets (N, D) and (M, D), "
                          f"got shapes {tuple(a.shape)} and {tuple(b.shape)}")
@@ -159,6 +168,9 @@ def data_baseline(metric, draw, n: int, repeats: int = 3, seed: int = 0):
     pairs drawn from a generator seeded with ``seed``. A model whose samples reach this value is as
     close to the data as a second data set of the same size.
     """
+    _checks.callable_as(metric, (None, None), "metric(a, b)", "metric", "data_baseline()",
+                        hint="Pass the function itself, e.g. dl.metrics.mmd, not its name.")
+    _checks.callable_as(draw, (2, None), "draw(n, generator)", "draw", "data_baseline()")
     _checks.positive_int(n, "n", "data_baseline()", minimum=2)
     _checks.positive_int(repeats, "repeats", "data_baseline()")
     generator = torch.Generator().manual_seed(seed)

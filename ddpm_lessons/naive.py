@@ -21,8 +21,19 @@ from .corruption import corrupt, noise_like
 def loss(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """MSE between ``model(corrupt(x, amount))`` and ``x``, amount ~ U(0, 1) per image (chapter 1)."""
     x = _checks.data(x, "x", "naive.loss()", shape_hint="(B, C, H, W), images in [-1, 1]")
-    amount = torch.rand(len(x), generator=generator, device=x.device)
-    return F.mse_loss(model(corrupt(x, amount, generator=generator)), x)
+    generator = _checks.generator(generator, "naive.loss()")
+    amount = torch.rand(len(x), generator=generator, device=generator.device if generator else x.device).to(x.device)
+    return F.mse_loss(predict_clean(model, corrupt(x, amount, generator=generator), "naive.loss()"), x)
+
+
+def predict_clean(model: nn.Module, x: torch.Tensor, where: str = "denoise()") -> torch.Tensor:
+    """``model(x)``: the network's guess of the clean images, checked (shape of x, finite)."""
+    _checks.callable_as(model, (x,), "model(x)", "model", where,
+                        hint="Networks that also take the step t or an amount (UNet, NoiseMLP, AmountConditionedUNet) "
+                             "belong to other samplers (Diffusion.sample, chapter 3).")
+    pred = model(x)
+    _checks.same_shape(x, pred, "x", "the model's prediction", where)
+    return _checks.finite(pred, "the model's prediction", where)
 
 
 def step_weight(i: int, steps: int) -> float:
@@ -41,8 +52,7 @@ def denoise_progressive(model: nn.Module, x: torch.Tensor, steps: int = 40):
     x = _checks.tensor(x, "x", "denoise()", shape_hint="(B, C, H, W), a batch of images")
     yield 0, x
     for i in range(steps):
-        pred = model(x)
-        _checks.same_shape(x, pred, "x", "the model's prediction", "denoise()")
+        pred = predict_clean(model, x)      # the network's guess of the clean images
         weight = step_weight(i, steps)
         x = x * (1 - weight) + pred * weight
         yield i + 1, x, pred
@@ -68,8 +78,8 @@ def sample(model: nn.Module, shape, *, steps: int = 40, generator: torch.Generat
     shape = _checks.shape(shape, "shape", "naive.sample()")
     if len(shape) != 4:
         raise ValueError(f"naive.sample(): shape must be four positive ints (B, C, H, W), got {shape}")
-    if device is None:
-        device = next(model.parameters()).device
+    model = _checks.module(model, "model", "naive.sample()")
+    device = next(model.parameters()).device if device is None else _checks.device(device, "naive.sample()")
     start = noise_like(torch.empty(shape, device=device), "uniform", generator)
     was_training = model.training
     model.eval()

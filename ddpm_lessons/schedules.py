@@ -47,6 +47,7 @@ def sigmoid_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.
     """β_t along a sigmoid from ``beta_start`` to ``beta_end`` (flat at both ends, steepest mid-way)."""
     T = _check_T(T, "sigmoid_beta_schedule")
     _check_range(beta_start, beta_end, "sigmoid_beta_schedule")
+    _checks.number(steepness, "steepness", "sigmoid_beta_schedule()", 0.0, low_open=True)
     s = torch.sigmoid(torch.linspace(-steepness, steepness, T, dtype=torch.float64))
     return beta_start + (beta_end - beta_start) * s
 
@@ -76,9 +77,37 @@ SCHEDULES = {
 """The schedules by name, e.g. ``SCHEDULES["cosine"](1000)``."""
 
 
+def check_betas(betas, where: str) -> torch.Tensor:
+    """``betas`` as a float64 CPU tensor of T values in (0, 1), or a ValueError saying what is wrong."""
+    if callable(betas):
+        name = getattr(betas, "__name__", "the schedule")
+        raise ValueError(f"{where}: got the function {name} itself; call it to get the betas, "
+                         f"e.g. Diffusion({name}(1000))")
+    if isinstance(betas, str):
+        raise ValueError(f"{where}: got the string {betas!r}; pass the betas, e.g. "
+                         f"Diffusion(dl.schedules.SCHEDULES[{betas!r}](1000))")
+    try:
+        betas = torch.as_tensor(betas)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{where}: betas must be a 1-D tensor of numbers (one β per step), got "
+                         f"{type(betas).__name__} ({error})") from None
+    if betas.ndim != 1 or betas.numel() == 0:
+        raise ValueError(f"{where}: betas must be a non-empty 1-D tensor (one β per step), "
+                         f"got shape {tuple(betas.shape)}")
+    if not betas.is_floating_point():
+        raise ValueError(f"{where}: betas must be a floating-point tensor, got dtype {betas.dtype}")
+    betas = betas.detach().to("cpu", torch.float64)
+    bad = (betas <= 0) | (betas >= 1) | ~torch.isfinite(betas)
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"{where}: every beta must lie in the open interval (0, 1); "
+                         f"betas[{i}] = {betas[i].item()!r}")
+    return betas
+
+
 def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
     """ᾱ_t = ∏_{s ≤ t} (1 − β_s) (Ho et al. 2020, eq. 4), in float64: the one place the book computes it."""
-    return torch.cumprod(1 - torch.as_tensor(betas, dtype=torch.float64), dim=0)
+    return torch.cumprod(1 - check_betas(betas, "alphas_cumprod()"), dim=0)
 
 
 def log_snr(betas: torch.Tensor) -> torch.Tensor:

@@ -84,8 +84,8 @@ def _check_arguments(model, loss_fn, batches, steps, lr, weight_decay, ema_decay
         raise ValueError(f"{where}: model is the class {model.__name__}; pass an instance, e.g. {model.__name__}()")
     if not isinstance(model, nn.Module) or next(model.parameters(), None) is None:
         raise ValueError(f"{where}: model must be a torch.nn.Module with parameters to train, got {type(model).__name__}")
-    if not callable(loss_fn):
-        raise ValueError(f"{where}: loss_fn must be a function loss_fn(model, batch) -> loss, got {loss_fn!r}")
+    _checks.callable_as(loss_fn, (model, None), "loss_fn(model, batch) -> loss", "loss_fn", where,
+                        hint="Wrap a one-argument loss: loss_fn=lambda m, x: diffusion.loss(m, x).")
     if not hasattr(batches, "__next__"):
         raise ValueError(f"{where}: batches must be an iterator (TensorBatches, or forever(loader)), "
                          f"got {type(batches).__name__}")
@@ -103,8 +103,8 @@ def _check_arguments(model, loss_fn, batches, steps, lr, weight_decay, ema_decay
         raise ValueError(f"{where}: resume=True needs checkpoint_path, the file to resume from")
     if checkpoint_path is not None:
         checkpoints.check_writable(checkpoint_path)
-    if callback is not None and not callable(callback):
-        raise ValueError(f"{where}: callback must be a function callback(step, model, result), got {callback!r}")
+    if callback is not None:
+        _checks.callable_as(callback, (0, model, None), "callback(step, model, result)", "callback", where)
     if callback_every is not None:
         _checks.positive_int(callback_every, "callback_every", where)
 
@@ -245,11 +245,14 @@ def train(
     _checks.one_of(optimizer, tuple(OPTIMIZERS), "optimizer", "train()")
     _check_arguments(model, loss_fn, batches, steps, lr, weight_decay, ema_decay, grad_clip, max_seconds,
                      checkpoint_path, checkpoint_every_s, resume, callback, callback_every)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"train(): metadata must be a dict of what the model needs to be used again (tensors and "
+                         f"plain values, e.g. {{'betas': diffusion.float64['betas']}}), got {type(metadata).__name__}")
     metadata = dict(metadata or {})
     if hasattr(getattr(model, "config", None), "to_dict"):
         metadata.setdefault("model_config", model.config.to_dict())
     settings = _run_settings(lr, optimizer, weight_decay, ema_decay, grad_clip)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = _checks.device(device, "train()") if device is not None else next(model.parameters()).device
     model.to(device)
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -294,6 +297,9 @@ def train(
             value = _checked_loss(loss, step)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            if step == start_step and all(p.grad is None for p in model.parameters()):
+                raise ValueError("train(): the loss does not depend on the model being trained (no gradient reached "
+                                 "its parameters); does loss_fn use its first argument, the model it is given?")
             if grad_clip is not None:
                 scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -346,7 +352,10 @@ def train(
 
 def smoothed(history, window: int = 100) -> float:
     """Mean of the last ``window`` losses: the number to quote for "the loss it reached"."""
+    _checks.positive_int(window, "window", "smoothed()")
     values = list(history)[-window:]
     if not values:
-        raise ValueError("smoothed(): empty history")
+        raise ValueError("smoothed(): empty history (train for at least one step)")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("smoothed(): the history holds NaN or infinity: the run diverged (train() stops on that)")
     return math.fsum(values) / len(values)

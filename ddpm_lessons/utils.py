@@ -7,6 +7,9 @@ from torch import nn
 
 def count_parameters(model: nn.Module) -> int:
     """The number of trainable parameters."""
+    if isinstance(model, type) or not isinstance(model, nn.Module):
+        raise ValueError(f"count_parameters(): expected a network (an nn.Module instance), got "
+                         f"{model.__name__ + ' (the class)' if isinstance(model, type) else type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

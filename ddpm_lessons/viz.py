@@ -43,6 +43,8 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
     if not torch.is_tensor(images) or images.dim() != 4:
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
         raise ValueError(f"image_grid(): expected a batch of shape (B, C, H, W), got {shape}")
+    _checks.positive_int(nrow, "nrow (images per row)", "image_grid()")
+    _checks.positive_int(padding, "padding", "image_grid()", minimum=0)
     if images.dtype == torch.uint8:  # images as stored: 0…255
         images = to_model_range(images)
     images = _checks.data(images.detach().float().cpu(), "images", "image_grid()",
@@ -54,6 +56,8 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
                 labels: Sequence[str] | None = None):
     """Show a batch in [-1, 1] as a grid; ``labels`` (one per image) become the title lines."""
     grid = image_grid(images, nrow=nrow)
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"show_images(): labels must have one entry per image, {len(images)}; got {len(labels)}")
     if ax is None:
         width = min(12.0, 1.2 * min(nrow, len(images)) + 0.5)
         rows = -(-len(images) // nrow)
@@ -74,6 +78,11 @@ def plot_loss(history: Sequence[float], smooth: int = 50, ax=None, log: bool = T
     values = np.asarray(list(history), dtype=float)
     if values.ndim != 1 or len(values) == 0:
         raise ValueError("plot_loss(): expected a non-empty sequence of numbers")
+    if not np.isfinite(values).all():
+        import warnings
+        first = int(np.argmax(~np.isfinite(values)))
+        warnings.warn(f"plot_loss(): the loss is not finite from step {first} on (the run diverged there); only the "
+                      "finite values are drawn", UserWarning, stacklevel=2)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(values, alpha=0.3, label="per step")
@@ -93,9 +102,11 @@ def plot_loss(history: Sequence[float], smooth: int = 50, ax=None, log: bool = T
 def scatter_2d(points, ax=None, title: str | None = None, curve=None, lim: float = 3.0,
                s: float = 2.0, color: str = "C0"):
     """2-D points (N, 2) as a scatter plot; ``curve`` (M, 2) is drawn underneath as a line."""
-    points = torch.as_tensor(points).detach().cpu()
+    points = _checks.tensor(points if torch.is_tensor(points) else torch.as_tensor(points) if points is not None else None,
+                            "points", "scatter_2d()", shape_hint="(N, 2)").detach().cpu()
     if points.dim() != 2 or points.shape[1] != 2:
         raise ValueError(f"scatter_2d(): expected points of shape (N, 2), got {tuple(points.shape)}")
+    _checks.finite(points, "points", "scatter_2d()")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     if curve is not None:
@@ -112,24 +123,31 @@ def scatter_2d(points, ax=None, title: str | None = None, curve=None, lim: float
 
 def figure_to_array(fig) -> np.ndarray:
     """A matplotlib figure rendered to an RGB uint8 array (H, W, 3); closes the figure."""
+    if not hasattr(fig, "canvas"):
+        raise ValueError(f"figure_to_array(): expected a matplotlib figure (plt.subplots()[0]), got {type(fig).__name__}")
     fig.canvas.draw()
     array = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return array
 
 
-def _frame_to_uint8(frame) -> np.ndarray:
+def _frame_to_uint8(frame, where: str = "animate()") -> np.ndarray:
     """One frame as uint8 (H, W) or (H, W, 3). Float tensors are in [-1, 1], float arrays in [0, 1]."""
+    if frame is None or (not torch.is_tensor(frame) and not hasattr(frame, "__array__") and not isinstance(frame, list)):
+        raise ValueError(f"{where}: a frame must be an image (a tensor or an array), got {type(frame).__name__}")
+    if torch.is_tensor(frame) and (frame.dim() not in (2, 3) or frame.numel() == 0):
+        raise ValueError(f"{where}: a frame must be one image, (H, W), (1, H, W) or (3, H, W), got shape "
+                         f"{tuple(frame.shape)}; turn a batch into one frame with image_grid or grid_frames")
     if torch.is_tensor(frame):
         frame = frame.detach().cpu()
         if frame.dim() == 3 and frame.shape[0] in (1, 3):  # (C, H, W) -> (H, W, C)
             frame = frame.permute(1, 2, 0)
         if frame.is_floating_point():
             frame = to_image_range(_checks.data(frame[None, None] if frame.dim() == 2 else frame.permute(2, 0, 1)[None],
-                                                "a frame", "animate()")[0].permute(1, 2, 0))
+                                                "a frame", where)[0].permute(1, 2, 0))
         else:
             if frame.numel() and (frame.min() < 0 or frame.max() > 255):
-                raise ValueError(f"animate(): an integer frame must hold pixel values 0…255, got {frame.min().item()} "
+                raise ValueError(f"{where}: an integer frame must hold pixel values 0…255, got {frame.min().item()} "
                                  f"to {frame.max().item()}")
             return frame.to(torch.uint8).squeeze(-1).numpy() if frame.dim() == 3 else frame.to(torch.uint8).numpy()
         frame = frame.numpy()
@@ -152,15 +170,16 @@ def gif_bytes(frames: Sequence, fps: float = 10.0, hold_last: float = 1.0, scale
     frames = list(frames)
     if not frames:
         raise ValueError(f"{where}: got no frames; pass a list of images (tensors or arrays)")
-    arrays = [_frame_to_uint8(f) for f in frames]
+    arrays = [_frame_to_uint8(f, where) for f in frames]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"{where}: every frame must have the same shape, got {sorted(shapes)}")
     shape = arrays[0].shape
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (3, 4)):
         raise ValueError(f"{where}: a frame must be (H, W), (H, W, 3) or (C, H, W); got {shape}")
-    if not fps > 0:
-        raise ValueError(f"{where}: fps must be positive, got {fps!r}")
+    _checks.number(fps, "fps (frames per second)", where, 0.0, low_open=True)
+    _checks.number(hold_last, "hold_last (seconds on the last frame)", where, 0.0)
+    _checks.positive_int(scale, "scale (pixel repetition)", where)
     if scale != 1:
         arrays = [np.kron(a, np.ones((scale, scale) + (1,) * (a.ndim - 2), dtype=np.uint8)) for a in arrays]
     durations = [1000.0 / fps] * len(arrays)
@@ -190,7 +209,9 @@ def choose_frames(states: Sequence[torch.Tensor], num_frames: int) -> list[int]:
     few frames. The first and the last state are always kept.
     """
     _checks.positive_int(num_frames, "num_frames", "choose_frames()", minimum=2)
-    last = states[-1].detach().float().cpu()
+    if len(states) == 0:
+        raise ValueError("choose_frames(): got no states; pass the states of a run, e.g. run.xs of a Trajectory")
+    last = _checks.finite(states[-1].detach().float().cpu(), "the last state", "choose_frames()")
     distance = np.array([float((s.detach().float().cpu() - last).abs().mean()) for s in states])
     envelope = np.minimum.accumulate(distance)
     targets = np.linspace(envelope[0], 0.0, num_frames)
@@ -214,7 +235,7 @@ def label_frame(frame, text: str, width: int | None = GIF_WIDTH) -> np.ndarray:
     ``text`` in a white strip above it: how the book labels each frame of a GIF with its step."""
     from PIL import Image, ImageDraw
 
-    image = Image.fromarray(_frame_to_uint8(frame)).convert("RGB")
+    image = Image.fromarray(_frame_to_uint8(frame, "label_frame()")).convert("RGB")
     if width is not None and image.width != width:
         image = image.resize((width, round(image.height * width / image.width)), Image.NEAREST)
     size = max(14, image.width // 26)
@@ -236,6 +257,8 @@ def grid_frames(trajectory: Sequence[torch.Tensor], nrow: int = 4, num_frames: i
     trajectory = list(trajectory)
     if not trajectory:
         raise ValueError("grid_frames(): the trajectory is empty")
+    if num_frames is not None:
+        _checks.positive_int(num_frames, "num_frames", "grid_frames()")
     if labels is not None and len(labels) != len(trajectory):
         raise ValueError(f"grid_frames(): labels must have one entry per state, {len(trajectory)}; got {len(labels)}")
     keep = list(range(len(trajectory)))

@@ -32,6 +32,8 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
         raise ValueError(f"sinusoidal_embedding(): expected t of shape (B,) (one step per example), got {shape}")
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"sinusoidal_embedding(): t must hold integer or real steps, got {t.dtype}")
+    if t.is_floating_point():
+        _checks.finite(t, "t", "sinusoidal_embedding()")
     dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
     half = dim // 2
     frequencies = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=dtype) / half)
