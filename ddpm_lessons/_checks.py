@@ -248,7 +248,8 @@ def callable_as(function, example_args: tuple, signature_text: str, name: str, w
     import inspect
 
     if isinstance(function, type) or not callable(function):
-        raise ValueError(f"{where}: {name} must be a function called as {signature_text}, got {_seen(function)}")
+        raise ValueError(f"{where}: {name} must be a function called as {signature_text}, got {_seen(function)}"
+                         f"{'. ' + hint if hint else ''}")
     try:
         inspect.signature(getattr(function, "forward", function) if isinstance(function, torch.nn.Module)
                           else function).bind(*example_args)
