@@ -29,9 +29,8 @@ def _check_number(value, name: str, what: str, low: float, high: float | None = 
 
 
 def _random(shape, like: torch.Tensor, generator, kind: str) -> torch.Tensor:
-    """Uniform [0, 1) or standard normal noise like ``like``; an int generator is a seed, and the draw
-    happens on the generator's own device (then moves), so one seed gives the same noise everywhere."""
-    generator = _checks.generator(generator, "the noise")
+    """Uniform [0, 1) or standard normal noise like ``like``, drawn on the generator's own device (then
+    moved), so that one seed gives the same noise everywhere."""
     draw = torch.rand if kind == "uniform" else torch.randn
     device = generator.device if generator is not None else like.device
     return draw(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
@@ -39,6 +38,7 @@ def _random(shape, like: torch.Tensor, generator, kind: str) -> torch.Tensor:
 
 def noise_like(x: torch.Tensor, kind: str = "uniform", generator: torch.Generator | None = None) -> torch.Tensor:
     """Noise of ``x``'s shape: ``"uniform"`` on [-1, 1] (the data's range) or ``"gaussian"`` N(0, 1)."""
+    generator = _checks.generator(generator, "noise_like()")  # an int is a seed
     _checks.one_of(kind, NOISE_KINDS, "kind", "noise_like()")
     noise = _random(x.shape, x, generator, kind)
     return noise * 2.0 - 1.0 if kind == "uniform" else noise
@@ -65,6 +65,7 @@ def gaussian_noise(x: torch.Tensor, std: float = 0.2, generator: torch.Generator
 
     Not clipped: this is exactly the noise of the diffusion forward process (chapter 2).
     """
+    generator = _checks.generator(generator, "gaussian_noise()")  # an int is a seed
     x = _check_images(x, "gaussian_noise()")
     _check_number(std, "std", "gaussian_noise()", 0.0)
     return x + std * _random(x.shape, x, generator, "gaussian")
@@ -73,6 +74,7 @@ def gaussian_noise(x: torch.Tensor, std: float = 0.2, generator: torch.Generator
 def salt_and_pepper(x: torch.Tensor, fraction: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
     """Set a ``fraction`` of the pixels to white (+1) or black (-1), half each: dead or stuck pixels,
     bit errors in transmission."""
+    generator = _checks.generator(generator, "salt_and_pepper()")  # an int is a seed
     x = _check_images(x, "salt_and_pepper()")
     _check_number(fraction, "fraction", "salt_and_pepper()", 0.0, 1.0)
     hit = _random(x.shape, x, generator, "uniform") < fraction
@@ -99,6 +101,7 @@ def poisson_noise(x: torch.Tensor, photons: float = 20.0, generator: torch.Gener
 def speckle_noise(x: torch.Tensor, std: float = 0.3, generator: torch.Generator | None = None) -> torch.Tensor:
     """Multiplicative noise ``b · (1 + std · ε)`` on the brightness b in [0, 1], ε ~ N(0, I):
     the grain of coherent imaging (ultrasound, radar, laser light). Black stays black."""
+    generator = _checks.generator(generator, "speckle_noise()")  # an int is a seed
     x = _check_images(x, "speckle_noise()")
     _check_number(std, "std", "speckle_noise()", 0.0)
     brightness = to_image_range(x)

@@ -213,6 +213,9 @@ def choose_frames(states: Sequence[torch.Tensor], num_frames: int) -> list[int]:
         raise ValueError("choose_frames(): got no states; pass the states of a run, e.g. run.xs of a Trajectory")
     last = _checks.finite(states[-1].detach().float().cpu(), "the last state", "choose_frames()")
     distance = np.array([float((s.detach().float().cpu() - last).abs().mean()) for s in states])
+    if not np.isfinite(distance).all():
+        raise ValueError(f"choose_frames(): state {int(np.argmax(~np.isfinite(distance)))} holds NaN or infinity; "
+                         "the run diverged there")
     envelope = np.minimum.accumulate(distance)
     targets = np.linspace(envelope[0], 0.0, num_frames)
     indices = {0, len(states) - 1}
