@@ -3,7 +3,7 @@
 Every chapter does ``import ddpm_lessons as dl``. One small file per concept; each public function's
 docstring names the equation and the chapter that derives it.
 """
-from . import (checkpoints, corruption, data, diffusion, exercises, fid, metrics, models, naive, oracle,
+from . import (checkpoints, corruption, data, diffusion, exercises, fid, guidance, metrics, models, naive, oracle,
                sampling, schedules, settings, training, utils, viz, vlb)
 from .diffusion import Diffusion
 from .settings import QUICK, budget, cache_dir, data_root, elapsed, get_device, run_info, seed_everything
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # one module per concept
-    "checkpoints", "corruption", "data", "diffusion", "exercises", "fid", "metrics", "models", "naive",
+    "checkpoints", "corruption", "data", "diffusion", "exercises", "fid", "guidance", "metrics", "models", "naive",
     "oracle", "sampling", "schedules", "settings", "training", "utils", "viz", "vlb",
     # what every chapter uses
     "Diffusion", "QUICK", "budget", "cache_dir", "data_root", "elapsed", "get_device", "run_info",

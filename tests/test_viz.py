@@ -1,6 +1,7 @@
 import io
 
 import matplotlib
+import matplotlib.pyplot
 import numpy as np
 import pytest
 import torch
@@ -79,3 +80,13 @@ def test_figure_to_array_and_grid_frames():
     frames = viz.grid_frames(trajectory, nrow=2, num_frames=7)
     assert len(frames) == 7 and frames[-1].shape == (3, 22, 22)
     assert torch.allclose((frames[-1] + 1) / 2, viz.image_grid(trajectory[-1], nrow=2))
+
+
+def test_show_rows_names_each_row():
+    ax = viz.show_rows(torch.rand(12, 1, 8, 8) * 2 - 1, ["T-shirt", "Trouser", "Bag"], title="three rows")
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["T-shirt", "Trouser", "Bag"]
+    assert ax.get_images()[0].get_array().shape[:2] == (3 * 10 + 2, 4 * 10 + 2)
+    assert ax.get_title() == "three rows"
+    with pytest.raises(ValueError, match=r"expected images \(R · n, C, H, W\) for R = 5 rows"):
+        viz.show_rows(torch.rand(12, 1, 8, 8), list("abcde"))
+    matplotlib.pyplot.close("all")
