@@ -79,7 +79,7 @@ def conditional_loss(diffusion, model, x0: torch.Tensor, y: torch.Tensor, p_unco
 
 
 def guided_eps(model, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
-    """ε̃ = ε_θ(x_t, t, ∅) + w (ε_θ(x_t, t, c) − ε_θ(x_t, t, ∅)) (Ho & Salimans 2022, eq. 6; chapter 7).
+    """ε̃ = ε_θ(x_t, t, ∅) + w (ε_θ(x_t, t, c) − ε_θ(x_t, t, ∅)) (Ho & Salimans 2022; chapter 7).
 
     The book's w: 0 is the unconditional model, 1 the conditional one, larger values guide (Ho &
     Salimans write (1 + w') ε_c − w' ε_∅, with w' = w − 1). ``y`` (B,) holds the classes asked for,
@@ -90,12 +90,7 @@ def guided_eps(model, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: fl
     classes = num_classes(model, where)
     w = _checks.number(w, "w (the guidance scale)", where, 0.0)
     x_t = _checks.tensor(x_t, "x_t", where)
-    y = _checks.labels(y, classes, len(x_t), where, allow_null=False)
-    return _guided(model, x_t, t, y.to(x_t.device), w, classes)
-
-
-def _guided(model, x_t: torch.Tensor, t, y: torch.Tensor, w: float, classes: int) -> torch.Tensor:
-    """:func:`guided_eps` on checked arguments (a sampler calls it at every step: no checks there)."""
+    y = _checks.labels(y, classes, len(x_t), where, allow_null=False).to(x_t.device)
     null = torch.full_like(y, classes)
     if w == 1:
         return model(x_t, t, y)
@@ -121,15 +116,13 @@ class Guided(nn.Module):
         self.w = _checks.number(w, "w (the guidance scale)", where, 0.0)
         y = _checks.tensor(y, "y", where, floating=False, shape_hint="(batch,) of class labels")
         self.y = _checks.labels(y, classes, y.shape[0], where, allow_null=False)
-        self.model, self.classes = model, classes
+        self.model = model
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if len(x_t) != len(self.y):
             raise ValueError(f"Guided: built with {len(self.y)} labels, one per image, but x_t holds {len(x_t)} "
                              f"images; sample a batch of {len(self.y)} (e.g. shape ({len(self.y)}, 1, 28, 28))")
-        if self.y.device != x_t.device:
-            self.y = self.y.to(x_t.device)
-        return _guided(self.model, x_t, t, self.y, self.w, self.classes)
+        return guided_eps(self.model, x_t, t, self.y, self.w)
 
     def extra_repr(self) -> str:
         return f"w={self.w:g}, labels={len(self.y)}"

@@ -74,15 +74,23 @@ class GaussianMixture:
 
     def responsibilities(self, x: torch.Tensor, alpha_bar=None) -> torch.Tensor:
         """r_k(x) = P(component k | x) (B, K) under the mixture noised to ᾱ (default 1: the data itself)."""
+        return torch.softmax(self._log_joint(x, alpha_bar, "responsibilities()"), dim=1)
+
+    def log_density(self, x: torch.Tensor, alpha_bar=None) -> torch.Tensor:
+        """log q(x_t) (B,) of the mixture noised to ᾱ (default 1: the data), float64 and differentiable in x,
+        so that autograd gives the score ∇ log q(x_t) (chapter 7)."""
+        return torch.logsumexp(self._log_joint(x, alpha_bar, "log_density()"), dim=1)
+
+    def _log_joint(self, x: torch.Tensor, alpha_bar, where: str) -> torch.Tensor:
+        """log π_k + log N(x; sqrt(ᾱ) μ_k, v_k I) (B, K)."""
         x = torch.as_tensor(x).to(torch.float64).cpu()
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"responsibilities(): x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
+            raise ValueError(f"{where}: x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
         alpha_bar = torch.ones(x.shape[0], dtype=torch.float64) if alpha_bar is None else \
             torch.as_tensor(alpha_bar, dtype=torch.float64).cpu().expand(x.shape[0])
         means, variances = self.noised(alpha_bar)
         sq = ((x[:, None, :] - means) ** 2).sum(-1)
-        log_p = self.weights.log() - 0.5 * sq / variances - 0.5 * self.dim * torch.log(2 * math.pi * variances)
-        return torch.softmax(log_p, dim=1)
+        return self.weights.log() - 0.5 * sq / variances - 0.5 * self.dim * torch.log(2 * math.pi * variances)
 
     def eps_model(self, diffusion) -> "MixtureOracle":
         """The exact noise predictor ε*(x_t, t) for ``diffusion``'s schedule: a model for ``diffusion.sample``."""

@@ -197,3 +197,16 @@ def test_bad_conditional_oracle_input():
         oracle(x, t, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="c must be a class 0 … 2"):
         LABELLED.given(3)
+
+
+def test_log_density_is_the_mixture_density_and_its_score_gives_the_oracle():
+    x = torch.randn(5, 2, dtype=torch.float64)
+    sq = ((x[:, None, :] - MIXTURE.means) ** 2).sum(-1)
+    density = (MIXTURE.weights * torch.exp(-0.5 * sq / MIXTURE.stds**2) / (2 * math.pi * MIXTURE.stds**2)).sum(1)
+    assert torch.allclose(MIXTURE.log_density(x), density.log(), atol=1e-12)
+    # Tweedie: ε*(x_t, t) = −sqrt(1 − ᾱ_t) ∇ log q(x_t)
+    d = Diffusion(schedules.cosine_beta_schedule(50))
+    a = d.float64["alphas_cumprod"][30]
+    x.requires_grad_(True)
+    score, = torch.autograd.grad(MIXTURE.log_density(x, a).sum(), x)
+    assert torch.allclose(MIXTURE.eps_model(d)(x.detach(), 30), -(1 - a).sqrt() * score, atol=1e-9)
