@@ -130,7 +130,7 @@ def test_guided_eps_is_the_formula(w):
 
 def test_lerp_and_one_plus_w_forms_are_the_same_guidance():
     g = torch.Generator().manual_seed(4)
-    eps_c, eps_u = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    eps_c, eps_u = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(2))
     for w in (0.0, 0.5, 1.0, 2.0, 7.5):
         book = eps_u + w * (eps_c - eps_u)
         assert torch.allclose(torch.lerp(eps_u, eps_c, w), book)

@@ -121,8 +121,8 @@ def _guided_variants(eps_c: torch.Tensor, eps_u: torch.Tensor, eps_0: torch.Tens
     return {
         "you used Ho & Salimans' convention (1 + w)·ε_c − w·ε_∅; in this book w = 1 is the conditional model: "
         "ε̃ = ε_∅ + w·(ε_c − ε_∅) (their w' is w − 1)": (1 + w) * eps_c - w * eps_u,
-        "conditional and unconditional are swapped: ε̃ = ε_∅ + w·(ε_c − ε_∅) starts from ε_∅ and moves towards ε_c "
-        "(torch.lerp(eps_uncond, eps_cond, w), in that order)": eps_c + w * (eps_u - eps_c),
+        "conditional and unconditional are swapped: ε̃ = ε_∅ + w·(ε_c − ε_∅) starts from ε_∅ and moves "
+        "towards ε_c (torch.lerp(eps_uncond, eps_cond, w), in that order)": eps_c + w * (eps_u - eps_c),
         "you left out the unconditional prediction that the guidance starts from: ε̃ = ε_∅ + w·(ε_c − ε_∅)":
             w * (eps_c - eps_u),
         "the guidance direction is the difference ε_c − ε_∅, not ε_c alone": eps_u + w * eps_c,
@@ -138,7 +138,8 @@ def check_guided_eps(guided_fn) -> bool:
     def body():
         g = torch.Generator().manual_seed(8)
         model = _ToyConditional()
-        cases = [("2-D points", torch.randn(6, 2, generator=g)), ("images (3, 1, 4, 4)", torch.randn(3, 1, 4, 4, generator=g))]
+        cases = [("2-D points", torch.randn(6, 2, generator=g)),
+                 ("images (3, 1, 4, 4)", torch.randn(3, 1, 4, 4, generator=g))]
         for shape_what, x in cases:
             t = torch.randint(0, 50, (len(x),), generator=g)
             y = torch.randint(0, model.num_classes, (len(x),), generator=g)
