@@ -268,3 +268,29 @@ def module(value, name: str, where: str):
     if not isinstance(value, torch.nn.Module):
         raise ValueError(f"{where}: {name} must be a torch.nn.Module (a network), got {_seen(value)}")
     return value
+
+
+def labels(y, num_classes: int, batch: int, where: str, *, allow_null: bool = True) -> torch.Tensor:
+    """``y`` as a LongTensor (batch,) of class labels in 0 … num_classes − 1 (chapter 7).
+
+    With ``allow_null`` the value ``num_classes`` itself is allowed too: the "no label" token of a
+    class-conditional model (classifier-free guidance). An int is broadcast to the batch.
+    """
+    null = f", or {num_classes} for \"no label\"" if allow_null else ""
+    if isinstance(y, bool) or not (isinstance(y, Integral) or torch.is_tensor(y)):
+        raise ValueError(f"{where}: y must be a LongTensor of shape ({batch},) with one class label per image "
+                         f"(0 … {num_classes - 1}{null}), got {_seen(y)}")
+    y = torch.as_tensor(y)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{where}: y must hold integer class labels (a LongTensor), got dtype {y.dtype}; "
+                         "convert with y.long()")
+    if y.ndim == 0:
+        y = y.expand(batch)
+    if tuple(y.shape) != (batch,):
+        raise ValueError(f"{where}: y must have shape (batch,) = ({batch},), one label per image; got "
+                         f"{tuple(y.shape)}")
+    highest = num_classes if allow_null else num_classes - 1
+    if batch and (y.min() < 0 or y.max() > highest):
+        raise ValueError(f"{where}: labels must lie in 0 … {num_classes - 1}{null}; got values from "
+                         f"{y.min().item()} to {y.max().item()}")
+    return y.long()

@@ -72,6 +72,29 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
     return ax
 
 
+def show_rows(images: torch.Tensor, row_labels: Sequence[str], title: str | None = None, ax=None):
+    """A batch in [-1, 1] as one row per label (chapter 7: one row per class), each row named on the left.
+
+    ``images`` holds ``len(row_labels)`` rows of equal length, row by row: (R · n, C, H, W).
+    """
+    rows = len(row_labels)
+    if not torch.is_tensor(images) or images.dim() != 4 or rows == 0 or len(images) % rows:
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise ValueError(f"show_rows(): expected images (R · n, C, H, W) for R = {rows} rows, got {shape}")
+    per_row, height = len(images) // rows, images.shape[-2] + 2       # make_grid pads by 2 pixels
+    if ax is None:
+        _, ax = plt.subplots(figsize=(WIDTH, WIDTH * rows / (per_row + 2.5) + 0.4))
+    ax.imshow(image_grid(images, nrow=per_row).permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_yticks([2 + height * (i + 0.5) for i in range(rows)], list(row_labels))
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def plot_loss(history: Sequence[float], smooth: int = 50, ax=None, log: bool = True,
               title: str = "training loss"):
     """Loss per step, raw and as a moving average over ``smooth`` steps."""

@@ -112,3 +112,51 @@ def test_unet_knows_its_T_when_told():
     with pytest.raises(ValueError, match="built for T = 20 steps, this Diffusion has T = 30"):
         dl.Diffusion(dl.schedules.cosine_beta_schedule(30)).sample(model, (2, 1, 28, 28))
     assert dl.Diffusion(dl.schedules.cosine_beta_schedule(20)).loss(model, x.clamp(-1, 1)).ndim == 0
+
+
+# ---------------------------------------------------------------- class-conditional option (chapter 7)
+def test_conditional_unet_embeds_the_label_into_the_time_embedding():
+    torch.manual_seed(0)
+    model = small_unet(num_classes=10).eval()
+    assert model.num_classes == 10 and small_unet().num_classes is None
+    assert tuple(model.label_embedding.weight.shape) == (11, 4 * 8)   # C classes + the "no label" token
+    assert torch.count_nonzero(model.label_embedding.weight) == 0     # starts as the unconditional network
+    with torch.no_grad():
+        model.label_embedding.weight.normal_()
+        t, y = torch.tensor([3, 40]), torch.tensor([2, 7])
+        assert torch.allclose(model.conditioning(t, y), model.time_embedding(t) + model.label_embedding.weight[y])
+        assert torch.equal(model.conditioning(t), model.conditioning(t, torch.tensor([10, 10])))   # None = ∅
+        x = torch.randn(2, 1, 28, 28)
+        out = model(x, t, y)
+        assert out.shape == x.shape and not torch.allclose(out, model(x, t, torch.tensor([2, 8])))
+        assert torch.equal(model(x, t), model(x, t, torch.tensor([10, 10])))
+    assert count_parameters(model) - count_parameters(small_unet()) == 11 * 32
+
+
+def test_unconditional_unet_state_is_unchanged_by_the_option():
+    # chapter 5's checkpoints still load: no new parameter without num_classes
+    assert not any(name.startswith("label_embedding") for name in small_unet().state_dict())
+    config = UNetConfig(num_classes=10)
+    assert UNetConfig(**config.to_dict()) == config and UNetConfig().num_classes is None
+
+
+@pytest.mark.parametrize("y, message", [
+    (torch.tensor([0, 11]), r"UNet: labels must lie in 0 … 9, or 10 for \"no label\"; got values from 0 to 11"),
+    (torch.tensor([-1, 0]), "labels must lie in 0 … 9"),
+    (torch.tensor([0.0, 1.0]), "integer class labels"),
+    (torch.tensor([True, False]), "integer class labels"),
+    (torch.tensor([0, 1, 2]), r"y must have shape \(batch,\) = \(2,\), one label per image; got \(3,\)"),
+    (torch.tensor([[0, 1]]), r"y must have shape \(batch,\) = \(2,\)"),
+    ("cat", "y must be a LongTensor of shape \\(2,\\)"),
+])
+def test_conditional_unet_bad_labels(y, message):
+    with pytest.raises(ValueError, match=message):
+        small_unet(num_classes=10)(torch.randn(2, 1, 28, 28), torch.tensor([0, 1]), y)
+
+
+def test_labels_for_an_unconditional_unet_and_bad_num_classes():
+    with pytest.raises(ValueError, match="built without num_classes, so it takes no labels y"):
+        small_unet()(torch.randn(2, 1, 28, 28), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    for bad in (0, -3, 2.0, True):
+        with pytest.raises(ValueError, match="num_classes \\(None for an unconditional U-Net\\) must be a positive int"):
+            UNetConfig(num_classes=bad)

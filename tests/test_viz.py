@@ -1,6 +1,7 @@
 import io
 
 import matplotlib
+import matplotlib.pyplot
 import numpy as np
 import pytest
 import torch
@@ -86,3 +87,13 @@ def test_table_markdown_has_a_header_rule_and_a_blank_line_after_the_caption():
     assert text.splitlines() == ["Two rows", "", "| a | b |", "|---|---|", "| 1 | 2.5 |", "| x | y |"]
     with pytest.raises(ValueError, match="2 cells"):
         viz.table_markdown(["a", "b"], [[1]])
+
+
+def test_show_rows_names_each_row():
+    ax = viz.show_rows(torch.rand(12, 1, 8, 8) * 2 - 1, ["T-shirt", "Trouser", "Bag"], title="three rows")
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["T-shirt", "Trouser", "Bag"]
+    assert ax.get_images()[0].get_array().shape[:2] == (3 * 10 + 2, 4 * 10 + 2)
+    assert ax.get_title() == "three rows"
+    with pytest.raises(ValueError, match=r"expected images \(R · n, C, H, W\) for R = 5 rows"):
+        viz.show_rows(torch.rand(12, 1, 8, 8), list("abcde"))
+    matplotlib.pyplot.close("all")

@@ -6,6 +6,11 @@ the encoder's features of the same size (the skips of Ronneberger et al. 2015). 
 time embedding. With ``len(dim_mults) = L`` levels the image is halved ``L - 1`` times, so height and
 width must be divisible by ``2^(L-1)``: 28x28 works with up to three levels (28 -> 14 -> 7), 32x32
 with up to six.
+
+With ``num_classes`` (chapter 7) the network is class-conditional, ε_θ(x_t, t, y): a learned
+embedding of the label y is added to the time embedding, so every block hears about the class
+where it hears about the step. Index ``num_classes`` is a learned "no label" token, the
+unconditional model ε_θ(x_t, t, ∅) of classifier-free guidance (Ho & Salimans 2022).
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ class UNetConfig:
     attention's shape (linear attention in every level, full attention in the middle). ``T``: the
     number of diffusion steps it is trained for, when known: then steps t >= T and a ``Diffusion``
     with another T are refused with a clear error (the time embedding only knows 0 … T-1).
+    ``num_classes``: None (chapter 5, unconditional) or the number of classes C of a class-conditional
+    network (chapter 7), whose labels are 0 … C − 1 and C for "no label".
     """
 
     dim: int = 16
@@ -41,6 +48,7 @@ class UNetConfig:
     attn_heads: int = 2
     attn_dim_head: int = 16
     T: int | None = None
+    num_classes: int | None = None
 
     def __post_init__(self):
         where = "UNetConfig"
@@ -56,6 +64,8 @@ class UNetConfig:
             _checks.positive_int(getattr(self, name), name, where)
         if self.T is not None:
             _checks.positive_int(self.T, "T (the number of diffusion steps)", where)
+        if self.num_classes is not None:
+            _checks.positive_int(self.num_classes, "num_classes (None for an unconditional U-Net)", where)
 
     def to_dict(self) -> dict:
         """Plain values (for a checkpoint or JSON): ``UNetConfig(**config.to_dict())`` rebuilds it."""
@@ -65,7 +75,8 @@ class UNetConfig:
 class UNet(nn.Module):
     """ε_θ(x_t, t): images (B, channels, H, W) and steps t (B,) -> predicted noise (B, channels, H, W).
 
-    Built from a :class:`UNetConfig` (default: chapter 5's), kept as ``model.config``.
+    Built from a :class:`UNetConfig` (default: chapter 5's), kept as ``model.config``. With
+    ``config.num_classes`` it is ε_θ(x_t, t, y), called ``model(x_t, t, y)`` (see :meth:`conditioning`).
     """
 
     def __init__(self, config: UNetConfig | None = None):
@@ -84,6 +95,10 @@ class UNet(nn.Module):
         linear_attention = partial(LinearAttention, heads=attn_heads, dim_head=attn_dim_head)
 
         self.time_embedding = TimeEmbedding(dim)
+        self.label_embedding = None
+        if config.num_classes is not None:  # one row per class, and the last one for "no label"
+            self.label_embedding = nn.Embedding(config.num_classes + 1, time_dim)
+            nn.init.zeros_(self.label_embedding.weight)  # untrained, it is the unconditional network
         self.init_conv = nn.Conv2d(channels, dim, 7, padding=3)
         dims = [dim] + [dim * m for m in dim_mults]
         in_out = list(zip(dims[:-1], dims[1:]))
@@ -119,6 +134,11 @@ class UNet(nn.Module):
         return self.config.T
 
     @property
+    def num_classes(self) -> int | None:
+        """C for a class-conditional network (labels 0 … C − 1, and C = "no label"), else None."""
+        return self.config.num_classes
+
+    @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this: 2 to the number of downsamplings."""
         return 2 ** (len(self.dim_mults) - 1)
@@ -141,9 +161,26 @@ class UNet(nn.Module):
             )
         _checks.network_steps(t, x.shape[0], self.T, "UNet")
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.check_input(x, t)
+    def conditioning(self, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """What every block is told: emb(t), plus emb(y) on a class-conditional network (chapter 7).
+
+        ``y`` (B,) holds labels 0 … C − 1, or C for "no label"; None means "no label" for the whole
+        batch. An unconditional network refuses labels.
+        """
         time_emb = self.time_embedding(t)
+        if self.label_embedding is None:
+            if y is not None:
+                raise ValueError("UNet: this network was built without num_classes, so it takes no labels y; "
+                                 "call model(x_t, t), or build a conditional one with UNetConfig(num_classes=10)")
+            return time_emb
+        if y is None:
+            y = torch.full((len(t),), self.num_classes, dtype=torch.long, device=t.device)
+        y = _checks.labels(y, self.num_classes, len(t), "UNet").to(t.device)
+        return time_emb + self.label_embedding(y)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, t)
+        time_emb = self.conditioning(t, y)
         h = self.init_conv(x)
         skips = [h]
         for block1, block2, attention, downsample in self.downs:
