@@ -16,7 +16,8 @@ without an error. Before it is written, each cell's printed output is tidied:
 - carriage returns are applied as a terminal applies them: a progress bar that redraws its line
   keeps only its final state, one line, instead of one line per refresh.
 
-The website shows these outputs as stored (``nb_merge_streams: false`` in _config.yml);
+``--tidy-only`` does only the tidying, for a notebook run elsewhere (on a Colab GPU, then
+downloaded). The website shows these outputs as stored (``nb_merge_streams: false`` in _config.yml);
 tests/book/test_site.py checks that no page has more than a handful of progress-bar lines.
 """
 from __future__ import annotations
@@ -95,13 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="+", type=Path, help="the notebooks to run, e.g. book/02_forward_process.ipynb")
     parser.add_argument("--quick", action="store_true", help="small budgets (DDPM_LESSONS_QUICK=1): to try, not to commit")
     parser.add_argument("--timeout", type=int, default=None, help="seconds allowed to one cell (default: no limit)")
+    parser.add_argument("--tidy-only", action="store_true",
+                        help="do not run: only tidy the stored outputs of a notebook run elsewhere (e.g. on Colab)")
     args = parser.parse_args(argv)
     for path in args.notebooks:
         if path.suffix != ".ipynb" or not path.is_file():
             parser.error(f"{path}: not a notebook file (.ipynb)")
+    import nbformat
     from nbclient.exceptions import CellExecutionError
 
     for path in args.notebooks:
+        if args.tidy_only:
+            notebook = nbformat.read(path, as_version=4)
+            tidy_notebook(notebook)
+            nbformat.write(notebook, path)
+            print(f"{path}: outputs tidied")
+            continue
         print(f"running {path} ({'quick' if args.quick else 'full'} mode) ...", flush=True)
         try:
             seconds = run(path.resolve(), quick=args.quick, timeout=args.timeout)

@@ -96,6 +96,19 @@ def test_runner_runs_a_notebook_in_full_mode_and_stores_what_a_terminal_shows(tm
     assert "def q_sample(" in listing.data["text/plain"]
 
 
+def test_tidy_only_tidies_a_notebook_run_elsewhere_without_running_it(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("this would fail if it ran", execution_count=7)
+    cell.outputs = [_stream("stderr", f"\rpart 1: {i}/3") for i in range(4)] + [_stream("stderr", "\n")]
+    notebook.cells = [cell]
+    path = tmp_path / "from_colab.ipynb"
+    nbformat.write(notebook, path)
+    result = subprocess.run([sys.executable, str(RUNNER), "--tidy-only", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    cell = nbformat.read(path, as_version=4).cells[0]
+    assert cell.execution_count == 7 and [o.text for o in cell.outputs] == ["part 1: 3/3\n"]
+
+
 def test_runner_leaves_a_failing_notebook_as_it_was(tmp_path):
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
