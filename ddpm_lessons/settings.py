@@ -101,19 +101,23 @@ def device_name(device: torch.device | None = None) -> str:
 
 
 def data_source() -> str:
-    """FashionMNIST's source and size in words, e.g. "FashionMNIST from $DDPM_LESSONS_DATA: 800 train +
-    100 test images (a SUBSET of 60,000 + 10,000)". The folder is named by the variable that sets it,
-    or as the default cache, never by its path on the machine that ran the notebook."""
+    """Where FashionMNIST comes from, in words: "FashionMNIST from $DDPM_LESSONS_DATA" or "... from
+    the default cache folder", never the folder's path on the machine that ran the notebook."""
+    where = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default cache folder"
+    return f"FashionMNIST from {where}"
+
+
+def data_size() -> str:
+    """How many FashionMNIST images the data root holds, and whether they are a subset:
+    "800 train + 100 test (a SUBSET of 60,000 + 10,000)"; read from the files' headers."""
     from .data import FULL_SIZES, fashion_mnist_sizes  # data imports settings: import it when called
 
-    where = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default cache folder"
     train, test = fashion_mnist_sizes()
     if train is None or test is None:
-        return (f"FashionMNIST: not in {where} (offline, so it is not downloaded)" if offline() else
-                f"FashionMNIST: downloaded into {where} when first used")
-    subset = (train, test) != (FULL_SIZES[True], FULL_SIZES[False])
-    return (f"FashionMNIST from {where}: {train:,} train + {test:,} test images"
-            + (f" (a SUBSET of {FULL_SIZES[True]:,} + {FULL_SIZES[False]:,})" if subset else " (the full dataset)"))
+        return "not there (offline: nothing is downloaded)" if offline() else "none yet (downloaded when first used)"
+    full = (FULL_SIZES[True], FULL_SIZES[False])
+    return f"{train:,} train + {test:,} test" + (
+        " (the full dataset)" if (train, test) == full else f" (a SUBSET of {full[0]:,} + {full[1]:,})")
 
 
 def run_info() -> dict:
@@ -132,6 +136,7 @@ def run_info() -> dict:
         "device": device_name(),
         "mode": "quick (small budgets, for tests)" if QUICK else "full",
         "data": data_source(),
+        "images": data_size(),
         "offline": offline(),
     }
     width = max(map(len, info))

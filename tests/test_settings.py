@@ -57,7 +57,7 @@ def test_seed_everything_repeats_random_draws():
 def test_run_info_prints_and_starts_clock(capsys):
     info = settings.run_info()
     printed = capsys.readouterr().out
-    for key in ("date", "python", "torch", "device", "mode", "data", "offline"):
+    for key in ("date", "python", "torch", "device", "mode", "data", "images", "offline"):
         assert key in info and f"{key}: " in printed
     assert "quick" in info["mode"]
     assert 0 <= settings.elapsed() < 60
@@ -84,22 +84,24 @@ def _fake_fashion_mnist(root: Path, train: int, test: int) -> Path:
 
 
 @pytest.mark.parametrize("train, test, expected", [
-    (800, 100, "FashionMNIST from $DDPM_LESSONS_DATA: 800 train + 100 test images (a SUBSET of 60,000 + 10,000)"),
-    (60_000, 10_000, "FashionMNIST from $DDPM_LESSONS_DATA: 60,000 train + 10,000 test images (the full dataset)"),
+    (800, 100, "800 train + 100 test (a SUBSET of 60,000 + 10,000)"),
+    (60_000, 10_000, "60,000 train + 10,000 test (the full dataset)"),
 ])
-def test_data_source_names_size_and_subset(train, test, expected, monkeypatch, tmp_path):
+def test_data_source_and_size_in_words(train, test, expected, monkeypatch, tmp_path):
     monkeypatch.setenv("DDPM_LESSONS_DATA", str(_fake_fashion_mnist(tmp_path, train, test)))
-    assert settings.data_source() == expected
+    assert settings.data_source() == "FashionMNIST from $DDPM_LESSONS_DATA"
+    assert settings.data_size() == expected
 
 
-def test_data_source_when_the_data_are_missing(monkeypatch, tmp_path):
+def test_data_source_and_size_when_the_data_are_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("DDPM_LESSONS_DATA", str(tmp_path))
     monkeypatch.setenv("DDPM_LESSONS_OFFLINE", "1")
-    assert settings.data_source() == "FashionMNIST: not in $DDPM_LESSONS_DATA (offline, so it is not downloaded)"
+    assert settings.data_size() == "not there (offline: nothing is downloaded)"
     monkeypatch.setenv("DDPM_LESSONS_OFFLINE", "0")
     monkeypatch.delenv("DDPM_LESSONS_DATA")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert settings.data_source() == "FashionMNIST: downloaded into the default cache folder when first used"
+    assert settings.data_source() == "FashionMNIST from the default cache folder"
+    assert settings.data_size() == "none yet (downloaded when first used)"
 
 
 @pytest.mark.parametrize("threads, expected", [(1, "1 thread)"), (2, "2 threads)"), (16, "16 threads)")])

@@ -261,7 +261,7 @@ def _check_toggle(page, width: int) -> dict:
 
     def becomes(state: str) -> bool:
         try:
-            chapter.wait_for(state=state, timeout=2000)
+            chapter.wait_for(state=state, timeout=5000)
             return True
         except PlaywrightTimeout:
             return False
