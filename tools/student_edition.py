@@ -20,11 +20,14 @@ included. book/instructors.md documents this; tests/book/test_instructors.py run
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENING = re.compile(r"^ {0,3}(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}")
@@ -115,10 +118,6 @@ def student_config(config: dict, repository_url: str | None) -> dict:
 def write_edition(out: Path, root: Path = ROOT, repository_url: str | None = None) -> dict:
     """Write the student edition of the book at ``root`` into ``out``; what was removed from each
     notebook and page (see :func:`student_notebook`)."""
-    import json
-
-    import yaml
-
     marker = out / MARKER
     if out.exists() and any(out.iterdir()) and not marker.exists():
         raise ValueError(f"--out {out}: the folder exists and is not a student edition; choose a new "
@@ -156,8 +155,6 @@ def write_edition(out: Path, root: Path = ROOT, repository_url: str | None = Non
 
 def _has_solution(path: Path) -> bool:
     """Whether a written page or notebook still opens a solution block on some line."""
-    import json
-
     if path.suffix == ".ipynb":
         cells = json.loads(path.read_text())["cells"]
         lines = [line for cell in cells if cell["cell_type"] == "markdown"

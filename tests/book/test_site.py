@@ -249,7 +249,7 @@ _LAYOUT_JS = """async () => {
 }"""
 
 
-def _check_toggle(page, width: int) -> dict:
+def _check_toggle(page) -> dict:
     """Click the visible ☰ button: on a phone the chapter list must appear; on a desktop, where it is
     shown, it must hide and come back on a second click. Leaves the page as it was."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -326,7 +326,7 @@ def _visit(page, report: Page, built_site: Path) -> None:
         report.colab_link_visible_after_click = colab.first.is_visible()
         page.keyboard.press("Escape")
 
-    report.toggle = _check_toggle(page, report.width)
+    report.toggle = _check_toggle(page)
 
 
 def _watch_gif(page, gif, index: int, built_site: Path) -> dict:
