@@ -44,6 +44,9 @@ MIN_FIGURE_SCALE = 0.7        # a figure shown smaller than 70% of its pixels ha
 PROGRESS_BAR = re.compile(r"\|[^|\n]*\|\s*(?P<n>\d+(?:\.\d+)?[kMGT]?)/(?P<total>\d+(?:\.\d+)?[kMGT]?)\s*\[")
 # the rule under a Markdown table's header, left as text: "|---|---|" ("|—|—|" once typeset)
 RAW_TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?(?:-{3,}|[—–]{1,3}):?[ \t]*(?:\|[ \t]*:?(?:-{3,}|[—–]{1,3}):?[ \t]*)+\|?[ \t]*$", re.M)
+# an object's repr left as a cell's output; a checker's verdict on an answer nobody has written yet
+STRAY_REPR = re.compile(r"^\s*(?:array\(\[\s*)?<(?:Axes|Figure|matplotlib\.[\w.]+)\b|<[\w.]+ object at 0x[0-9a-f]+>", re.M)
+PASSED_CHECK = re.compile(r"✓ [^\n:]{1,60}: correct")  # the harness prints "✓ {checker}: correct. Well done!"
 # folders of the machine that ran a notebook: homes, temporary and working folders, Colab's, Python's
 MACHINE_PATH = re.compile(r"(?<![\w.~/-])(?:/(?:home|Users|root|tmp|var/folders|private/var|work|content|mnt|scratch|"
                           r"srv|opt)(?=/|\b)[^\s'\"]*|[A-Za-z]:\\Users\\[^\s'\"]*)|[^\s'\"]*/(?:site|dist)-packages/[^\s'\"]*")
@@ -617,3 +620,17 @@ def test_menu_button_opens_the_chapter_list(browser_visit, built_site):
         elif not toggle["closes"]:
             problems.append(f"{page.name}: the chapter list does not close (Escape)")
     _report(problems, f"pages whose ☰ button fails at {browser_visit['width']} px")
+
+
+
+def test_no_stray_outputs_and_no_checker_passing_before_the_reader_answers(browser_visit):
+    """No object repr left above a figure ("array([<Axes: …>], dtype=object)": end the cell with
+    plt.show()), and no "✓ …: correct" on the page: an exercise cell shows what the reader will
+    see (a stub: "nothing to check yet"); the module's own answer is checked in a hidden cell."""
+    problems = []
+    for page in _pages(browser_visit):
+        problems += [f"{page.name}: stray output {match.group(0).strip()!r}"
+                     for output in page.outputs for match in STRAY_REPR.finditer(output["text"])][:3]
+        problems += [f"{page.name}: {match.group(0)!r} before the reader has answered"
+                     for match in PASSED_CHECK.finditer(page.output_text)][:3]
+    _report(problems, "stray outputs or checkers run on the module's answer")
