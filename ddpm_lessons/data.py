@@ -160,6 +160,23 @@ def fashion_mnist(train: bool = True, root: str | Path | None = None):
         ) from error
 
 
+def _idx_count(path: Path) -> int | None:
+    """The number of items that an IDX file (FashionMNIST's raw format) holds, from its header."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(8)
+    except OSError:
+        return None
+    return int.from_bytes(header[4:8], "big") if len(header) == 8 else None
+
+
+def fashion_mnist_sizes(root: str | Path | None = None) -> tuple[int | None, int | None]:
+    """How many training and test images the data root holds (``None`` for a split that is not
+    there), read from the raw files' headers without loading the images."""
+    raw = (Path(root).expanduser() if root is not None else settings.data_root()) / "FashionMNIST" / "raw"
+    return tuple(_idx_count(raw / _RAW_FILES[train][0]) for train in (True, False))
+
+
 def fashion_mnist_tensors(train: bool = True, root: str | Path | None = None):
     """The whole split as tensors: uint8 images (N, 1, 28, 28) and int64 labels (N,)."""
     ds = fashion_mnist(train=train, root=root)

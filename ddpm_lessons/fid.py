@@ -175,7 +175,8 @@ def fid_classifier(cache_dir: str | Path | None = None, verbose: bool = True, ep
                 raise ValueError(f"unexpected kind {state.get('kind')!r}")
             model.load_state_dict(state["model"])
         except Exception as error:  # a truncated or foreign file: warn and train afresh
-            warnings.warn(f"fid_classifier(): the cached network {path} is unreadable ({error}); retraining it")
+            warnings.warn(f"fid_classifier(): the cached network {path.name} (in dl.settings.cache_dir()) "
+                          f"is unreadable ({error}); retraining it")
             state = None
     source = "loaded from the cache (trained once on these training images)"
     if state is None:

@@ -90,17 +90,40 @@ def cache_dir() -> Path:
 
 
 def device_name(device: torch.device | None = None) -> str:
-    """A readable name of the device, e.g. ``cuda (NVIDIA T4)`` or ``cpu (2 threads)``."""
+    """A readable name of the device, e.g. ``cuda (NVIDIA T4)`` or ``cpu (x86_64, 2 threads)``."""
     device = device or get_device()
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"cpu ({platform.processor() or platform.machine()}, {threads} thread{'' if threads == 1 else 's'})"
     return device.type
 
 
+def data_source() -> str:
+    """Where FashionMNIST comes from, in words: "FashionMNIST from $DDPM_LESSONS_DATA" or "... from
+    the default cache folder", never the folder's path on the machine that ran the notebook."""
+    where = f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default cache folder"
+    return f"FashionMNIST from {where}"
+
+
+def data_size() -> str:
+    """How many FashionMNIST images the data root holds, and whether they are a subset:
+    "800 train + 100 test (a SUBSET of 60,000 + 10,000)"; read from the files' headers."""
+    from .data import FULL_SIZES, fashion_mnist_sizes  # data imports settings: import it when called
+
+    train, test = fashion_mnist_sizes()
+    if train is None or test is None:
+        return "not there (offline: nothing is downloaded)" if offline() else "none yet (downloaded when first used)"
+    full = (FULL_SIZES[True], FULL_SIZES[False])
+    return f"{train:,} train + {test:,} test" + (
+        " (the full dataset)" if (train, test) == full else f" (a SUBSET of {full[0]:,} + {full[1]:,})")
+
+
 def run_info() -> dict:
-    """Print and return what a reader needs to judge a run: versions, device, mode, data root.
+    """Print and return what a reader needs to judge a run: date, versions, device (with its thread
+    count), mode, the data (their source and size, and whether they are a subset) and offline mode.
+    No path of the machine that ran it is printed.
 
     Also starts the clock that :func:`elapsed` reads, so a notebook can print its own run time.
     """
@@ -112,7 +135,8 @@ def run_info() -> dict:
         "torch": torch.__version__,
         "device": device_name(),
         "mode": "quick (small budgets, for tests)" if QUICK else "full",
-        "data root": str(data_root()),
+        "data": data_source(),
+        "images": data_size(),
         "offline": offline(),
     }
     width = max(map(len, info))

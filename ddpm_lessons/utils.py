@@ -21,3 +21,42 @@ def module_device_dtype(model):
         for p in parameters():
             return p.device, (p.dtype if p.is_floating_point() else None)
     return None, None
+
+
+def source_listing(obj) -> dict:
+    """The source code of ``obj`` (a function, method or class) as a display bundle: Markdown with a
+    ```python block (dedented) for the website, and the exact ``inspect.getsource(obj)`` text as
+    plain text, which tests/book/test_notebooks.py compares with the module's current code."""
+    import inspect
+    import re
+    import textwrap
+
+    try:
+        source = inspect.getsource(obj)
+    except (TypeError, OSError) as error:
+        raise ValueError(f"show_source(): expected a function, method or class written in Python, got "
+                         f"{obj!r} ({error}); pass e.g. dl.Diffusion.q_sample") from None
+    longest = max((len(run) for run in re.findall(r"`+", source)), default=0)
+    fence = "`" * max(3, longest + 1)  # a fence longer than any run of backticks in the code
+    code = textwrap.dedent(source).rstrip("\n")
+    return {"text/markdown": f"{fence}python\n{code}\n{fence}\n", "text/plain": source}
+
+
+def show_source(obj) -> None:
+    """Show the source code of ``obj`` as a highlighted listing: where a chapter's point is the code.
+
+    On the website the listing is highlighted and wraps at the column's edge; in a plain Python
+    session (no IPython) the code is printed.
+
+    >>> dl.utils.show_source(dl.Diffusion.q_sample)   # doctest: +SKIP
+    """
+    bundle = source_listing(obj)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython is a dependency of the module
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        print(bundle["text/plain"], end="")
+    else:
+        display(bundle, raw=True)

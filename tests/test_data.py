@@ -30,6 +30,18 @@ def test_fashion_mnist_from_data_root():
     assert ("SUBSET" in data.describe(ds)) == (len(ds) != 60_000)
 
 
+def test_fashion_mnist_sizes_match_the_datasets(tmp_path):
+    """The sizes read from the raw files' headers are those of the loaded splits; a root without the
+    files gives None."""
+    assert data.fashion_mnist_sizes() == (len(data.fashion_mnist(train=True)), len(data.fashion_mnist(train=False)))
+    assert data.fashion_mnist_sizes(tmp_path) == (None, None)
+
+
+def test_describe_names_the_split_its_size_and_no_path():
+    text = data.describe(data.fashion_mnist(train=True))
+    assert text.startswith("FashionMNIST train: ") and "/" not in text
+
+
 def test_fashion_mnist_tensors_are_uint8_with_all_classes():
     images, labels = data.fashion_mnist_tensors(train=True)
     assert images.dtype == torch.uint8 and images.shape[1:] == (1, 28, 28)

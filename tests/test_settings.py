@@ -57,10 +57,57 @@ def test_seed_everything_repeats_random_draws():
 def test_run_info_prints_and_starts_clock(capsys):
     info = settings.run_info()
     printed = capsys.readouterr().out
-    for key in ("torch", "device", "mode", "data root"):
-        assert key in info and key in printed
+    for key in ("date", "python", "torch", "device", "mode", "data", "images", "offline"):
+        assert key in info and f"{key}: " in printed
     assert "quick" in info["mode"]
     assert 0 <= settings.elapsed() < 60
+
+
+def test_run_info_prints_no_path_of_the_machine(capsys, monkeypatch, tmp_path):
+    """What a reader needs (the dataset, its size, whether it is a subset), not the writer's folders."""
+    monkeypatch.setenv("DDPM_LESSONS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("DDPM_LESSONS_CACHE", str(tmp_path / "cache"))
+    settings.run_info()
+    printed = capsys.readouterr().out
+    for folder in (tmp_path, Path.home(), Path.cwd()):
+        assert str(folder) not in printed
+    assert "$DDPM_LESSONS_DATA" in printed
+
+
+def _fake_fashion_mnist(root: Path, train: int, test: int) -> Path:
+    """Raw FashionMNIST files whose IDX headers say ``train`` and ``test`` images (no pixels)."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, count in (("train-images-idx3-ubyte", train), ("t10k-images-idx3-ubyte", test)):
+        (raw / name).write_bytes(b"\x00\x00\x08\x03" + count.to_bytes(4, "big") + bytes(8))
+    return root
+
+
+@pytest.mark.parametrize("train, test, expected", [
+    (800, 100, "800 train + 100 test (a SUBSET of 60,000 + 10,000)"),
+    (60_000, 10_000, "60,000 train + 10,000 test (the full dataset)"),
+])
+def test_data_source_and_size_in_words(train, test, expected, monkeypatch, tmp_path):
+    monkeypatch.setenv("DDPM_LESSONS_DATA", str(_fake_fashion_mnist(tmp_path, train, test)))
+    assert settings.data_source() == "FashionMNIST from $DDPM_LESSONS_DATA"
+    assert settings.data_size() == expected
+
+
+def test_data_source_and_size_when_the_data_are_missing(monkeypatch, tmp_path):
+    monkeypatch.setenv("DDPM_LESSONS_DATA", str(tmp_path))
+    monkeypatch.setenv("DDPM_LESSONS_OFFLINE", "1")
+    assert settings.data_size() == "not there (offline: nothing is downloaded)"
+    monkeypatch.setenv("DDPM_LESSONS_OFFLINE", "0")
+    monkeypatch.delenv("DDPM_LESSONS_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert settings.data_source() == "FashionMNIST from the default cache folder"
+    assert settings.data_size() == "none yet (downloaded when first used)"
+
+
+@pytest.mark.parametrize("threads, expected", [(1, "1 thread)"), (2, "2 threads)"), (16, "16 threads)")])
+def test_device_name_counts_threads_in_words(threads, expected, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert settings.device_name(torch.device("cpu")).endswith(expected)
 
 
 def test_elapsed_before_run_info(monkeypatch):

@@ -75,13 +75,25 @@ def source(cell: dict) -> str:
     return ("".join(text) if isinstance(text, list) else text).rstrip("\n")
 
 
+def pages_url() -> str:
+    """The published website: GitHub Pages of the repository of _config.yml
+    (https://github.com/OWNER/NAME -> https://OWNER.github.io/NAME/)."""
+    owner, name = urlparse(repository_url()).path.strip("/").removesuffix(".git").split("/")
+    return f"https://{owner.lower()}.github.io/{name}/"
+
+
+BUILD_OPTIONS = ["-W", "-n", "--keep-going"]
+"""How the website is built, by the tests and by the publishing workflow (.github/workflows/pages.yml):
+warnings are errors (-W), references are checked (-n), and every warning is reported (--keep-going)."""
+
+
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory):
     """The book built once per test session with warnings as errors (-W); yields the html folder."""
     out = tmp_path_factory.mktemp("site")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
-               "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
+               "build", str(ROOT), "--path-output", str(out), *BUILD_OPTIONS]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         pytest.fail(f"jupyter-book build -W failed:\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}")

@@ -145,31 +145,48 @@ def test_colab_links_open_each_notebook_of_the_book():
 
 
 def test_recipe_for_a_site_without_solutions(tmp_path):
-    """The shell recipe of the page, run on a one-chapter book, leaves no solution text in any file
-    of the site (pages, page sources, downloads) and keeps the exercise."""
+    """The page's command (tools/student_edition.py), run on a one-chapter book, writes a notebook
+    without the solution and without the hidden check of the module's answer, and a site where no
+    file holds the solution text; the exercise and the students' own check cell stay."""
     section = PAGE.read_text().split("## A copy of the site without solutions", 1)[1]
     recipe = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
-    (tmp_path / "book").mkdir()
+    shutil.copytree(ROOT / "tools", tmp_path / "tools", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "book" / "_static", tmp_path / "book" / "_static")
+    shutil.copytree(ROOT / "book" / "_ext", tmp_path / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "book" / "references.bib", tmp_path / "book" / "references.bib")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_chapter\n")
     (tmp_path / "book" / "intro.md").write_text("# Intro\n\nA test book.\n")
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_markdown_cell(
-        "# Chapter\n\n```{exercise} Try it\n:label: ch1-try\nEXERCISE-TEXT-MARKER\n```\n\n"
-        "```{solution} ch1-try\n:class: dropdown\nSOLUTION-TEXT-MARKER\n```\n")]
+    hidden = nbformat.v4.new_code_cell("assert dl.exercises.check_q_sample(REFERENCE_MARKER)")
+    hidden.metadata["tags"] = ["remove-cell"]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell(
+            "# Chapter\n\n```{exercise} Try it\n:label: ch1-try\nEXERCISE-TEXT-MARKER\n```\n\n"
+            "````{solution} ch1-try\n:class: dropdown\nSOLUTION-TEXT-MARKER\n\n```python\nSOLUTION-CODE-MARKER\n```\n````\n\n"
+            "Text after the solution.\n"),
+        nbformat.v4.new_code_cell("dl.exercises.check_q_sample(STUDENT_CHECK_MARKER)"),
+        hidden,
+    ]
     nbformat.write(notebook, tmp_path / "book" / "01_chapter.ipynb")
 
     environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(["bash", "-c", "set -e\n" + recipe], cwd=tmp_path, env=environment,
                             capture_output=True, text=True)
-    site = tmp_path / "_build" / "no-solutions" / "_build" / "html"
+    edition = tmp_path / "_build" / "student-edition"
+    site = edition / "_build" / "html"
     assert result.returncode == 0 and site.is_dir(), f"the recipe failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+    student = (edition / "book" / "01_chapter.ipynb").read_text()
+    for kept in ("EXERCISE-TEXT-MARKER", "Text after the solution", "STUDENT_CHECK_MARKER"):
+        assert kept in student, f"the student notebook lost {kept}"
+    for removed in ("SOLUTION-TEXT-MARKER", "SOLUTION-CODE-MARKER", "REFERENCE_MARKER"):
+        assert removed not in student, f"the student notebook still holds {removed}"
     page = (site / "book" / "01_chapter.html").read_text()
     assert "EXERCISE-TEXT-MARKER" in page
     leaks = [str(p.relative_to(site)) for p in site.rglob("*") if p.is_file() and p.suffix not in {".woff", ".png"}
-             and b"SOLUTION-TEXT-MARKER" in p.read_bytes()]
+             and (b"SOLUTION-TEXT-MARKER" in p.read_bytes() or b"REFERENCE_MARKER" in p.read_bytes())]
     assert not leaks, f"the solution is still in {leaks}"
     assert "colab.research.google.com" not in page

@@ -3,6 +3,7 @@
 nbval (``--nbval-lax``) executes them; these tests check what the website shows.
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -65,21 +66,33 @@ def _module_namespace() -> dict:
     return namespace
 
 
+def listed_text(cell: dict) -> str:
+    """The text a cell's stored outputs show: printed streams and the plain-text form of displayed
+    objects (``dl.utils.show_source`` stores the exact ``inspect.getsource`` text there)."""
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            texts.append("".join(output.get("text", "")))
+        elif output.get("output_type") in {"display_data", "execute_result"}:
+            texts.append("".join(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(texts)
+
+
+LISTING = re.compile(r"(?:inspect\.getsource|show_source)\(([\w.]+)\)")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_stored_code_listings_match_the_module(path):
-    """A cell that prints ``inspect.getsource(X)`` shows the module's code on the site: the stored
-    listing must be today's code, so a module change without a re-run of the notebook fails here."""
+    """A cell that shows the module's code, with ``dl.utils.show_source(X)`` (highlighted on the site)
+    or ``print(inspect.getsource(X))``, must store today's code, so a module change without a re-run
+    of the notebook fails here."""
     import inspect
-    import re
 
     namespace = _module_namespace()
     for cell in code_cells(path):
-        expressions = re.findall(r"inspect\.getsource\(([\w.]+)\)", source(cell))
-        printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
-                          if o.get("output_type") == "stream")
-        for expression in expressions:
+        for expression in LISTING.findall(source(cell)):
             listing = inspect.getsource(eval(expression, namespace))  # a dotted name, from our own notebooks
-            assert listing in printed, (
+            assert listing in listed_text(cell), (
                 f"{path.name}: the stored listing of {expression} is not the module's current code; "
-                "re-run the notebook (README: regenerate a notebook's stored outputs)"
+                "re-run the notebook (CONTRIBUTING.md: regenerate a chapter)"
             )
