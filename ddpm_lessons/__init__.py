@@ -3,9 +3,10 @@
 Every chapter does ``import ddpm_lessons as dl``. One small file per concept; each public function's
 docstring names the equation and the chapter that derives it.
 """
-from . import _alloc
+from . import _alloc, _checks
 
 _alloc.keep_freed_memory()  # reuse freed activation buffers (glibc): a large speed-up on CPUs, see _alloc.py
+_checks.format_book_warnings()  # "Category: message", without this machine's file paths
 
 from . import (checkpoints, corruption, data, diffusion, exercises, fid, guidance, metrics, models, naive, oracle,
                sampling, schedules, settings, training, utils, viz, vlb)

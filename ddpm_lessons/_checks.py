@@ -135,7 +135,29 @@ def per_image_amount(amount, x: torch.Tensor, where: str) -> torch.Tensor:
     return amount
 
 
-class DataRangeWarning(UserWarning):
+class BookWarning(UserWarning):
+    """A warning of the book's module: shown as "Category: message", without the file and line that
+    Python's warnings print by default (machine paths mean nothing on the website)."""
+
+
+def format_book_warnings() -> None:
+    """Make ``warnings`` show :class:`BookWarning` s as "Category: message" (other warnings as usual)."""
+    import warnings
+
+    original = warnings.formatwarning
+    if getattr(original, "_ddpm_lessons", False):
+        return
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if isinstance(category, type) and issubclass(category, BookWarning):
+            return f"{category.__name__}: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    formatwarning._ddpm_lessons = True
+    warnings.formatwarning = formatwarning
+
+
+class DataRangeWarning(BookWarning):
     """Data that may be legitimate but look like images in the wrong range (0 … 1 instead of -1 … 1)."""
 
 

@@ -54,7 +54,7 @@ def schedule_quantities(betas: torch.Tensor) -> dict:
     }
 
 
-class ScheduleWarning(UserWarning):
+class ScheduleWarning(_checks.BookWarning):
     """A schedule that works but defeats the method: x_T still holds a visible part of the data."""
 
 

@@ -176,7 +176,8 @@ def fid_classifier(cache_dir: str | Path | None = None, verbose: bool = True, ep
             model.load_state_dict(state["model"])
         except Exception as error:  # a truncated or foreign file: warn and train afresh
             warnings.warn(f"fid_classifier(): the cached network {path.name} (in dl.settings.cache_dir()) "
-                          f"is unreadable ({error}); retraining it")
+                          f"is unreadable ({str(error).replace(str(path), path.name)}); retraining it",
+                          _checks.BookWarning)
             state = None
     source = "loaded from the cache (trained once on these training images)"
     if state is None:

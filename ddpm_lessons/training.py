@@ -35,11 +35,11 @@ EXPLOSION_FACTOR = 1e3
 (or than 10⁻³, for a loss that had come close to 0)."""
 
 
-class ResumeWarning(UserWarning):
+class ResumeWarning(_checks.BookWarning):
     """A setting of the resumed call differs from the checkpoint's, and the new value is used."""
 
 
-class CheckpointWarning(UserWarning):
+class CheckpointWarning(_checks.BookWarning):
     """A checkpoint could not be written (disk full, read-only); training goes on without it."""
 
 
@@ -280,7 +280,7 @@ def train(
             checkpoints.write(path, snapshot)
         except OSError as error:  # a full or read-only disk: keep training, keep the result, say so
             result.extras["checkpoint_error"] = str(error)
-            warnings.warn(f"train(): the checkpoint {path} could not be written ({error.strerror or error}); "
+            warnings.warn(f"train(): the checkpoint {path.name} could not be written ({error.strerror or error}); "
                           "training goes on without it", CheckpointWarning, stacklevel=3)
 
     start_step = len(result.history)

@@ -105,7 +105,7 @@ def plot_loss(history: Sequence[float], smooth: int = 50, ax=None, log: bool = T
         import warnings
         first = int(np.argmax(~np.isfinite(values)))
         warnings.warn(f"plot_loss(): the loss is not finite from step {first} on (the run diverged there); only the "
-                      "finite values are drawn", UserWarning, stacklevel=2)
+                      "finite values are drawn", _checks.BookWarning, stacklevel=2)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(values, alpha=0.3, label="per step")

@@ -184,3 +184,12 @@ def test_p_sample_moves_x_t_to_the_model():
     model = mlp(20)
     x = D.p_sample(model, POINTS, 3)
     assert x.device == next(model.parameters()).device and torch.isfinite(x).all()
+
+
+def test_book_warnings_show_no_file_paths():
+    import warnings
+
+    text = warnings.formatwarning("x_T is not noise", ScheduleWarning, "/home/someone/ddpm_lessons/diffusion.py", 90)
+    assert text == "ScheduleWarning: x_T is not noise\n"
+    other = warnings.formatwarning("other", UserWarning, "/somewhere/else.py", 3)
+    assert "/somewhere/else.py" in other  # everybody else's warnings as usual
