@@ -31,9 +31,12 @@ class GaussianMixture:
     """
 
     def __init__(self, weights, means, stds):
-        weights = torch.as_tensor(weights, dtype=torch.float64)
-        means = torch.as_tensor(means, dtype=torch.float64)
-        stds = torch.as_tensor(stds, dtype=torch.float64)
+        try:
+            weights, means, stds = (torch.as_tensor(v, dtype=torch.float64) for v in (weights, means, stds))
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"GaussianMixture: weights (K,), means (K, D) and stds (K,) must be numbers ({error})") from None
+        for name, value in (("weights", weights), ("means", means), ("stds", stds)):
+            _checks.finite(value, name, "GaussianMixture")
         if means.ndim != 2:
             raise ValueError(f"GaussianMixture: means must have shape (K, D), got {tuple(means.shape)}")
         K = means.shape[0]
@@ -62,6 +65,7 @@ class GaussianMixture:
     def _draw(self, n: int, generator: torch.Generator | None):
         """``n`` draws (n, D) and the component k (n,) each came from."""
         n = _checks.positive_int(n, "n", "GaussianMixture.sample()")
+        generator = _checks.generator(generator, "GaussianMixture.sample()")
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return (self.means[k] + self.stds[k, None] * z).float(), k
@@ -83,17 +87,25 @@ class GaussianMixture:
 
     def _log_joint(self, x: torch.Tensor, alpha_bar, where: str) -> torch.Tensor:
         """log π_k + log N(x; sqrt(ᾱ) μ_k, v_k I) (B, K)."""
-        x = torch.as_tensor(x).to(torch.float64).cpu()
+        if x is None or not (torch.is_tensor(x) or hasattr(x, "__len__")):
+            raise ValueError(f"{where}: x must be points of shape (batch, {self.dim}), got {type(x).__name__}")
+        x = _checks.finite(torch.as_tensor(x).to(torch.float64).cpu(), "x", where)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"{where}: x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
         alpha_bar = torch.ones(x.shape[0], dtype=torch.float64) if alpha_bar is None else \
             torch.as_tensor(alpha_bar, dtype=torch.float64).cpu().expand(x.shape[0])
+        if not ((alpha_bar > 0) & (alpha_bar <= 1)).all():
+            raise ValueError(f"{where}: alpha_bar (ᾱ_t) must lie in (0, 1], got values from {alpha_bar.min().item():.3g} "
+                             f"to {alpha_bar.max().item():.3g}")
         means, variances = self.noised(alpha_bar)
         sq = ((x[:, None, :] - means) ** 2).sum(-1)
         return self.weights.log() - 0.5 * sq / variances - 0.5 * self.dim * torch.log(2 * math.pi * variances)
 
     def eps_model(self, diffusion) -> "MixtureOracle":
         """The exact noise predictor ε*(x_t, t) for ``diffusion``'s schedule: a model for ``diffusion.sample``."""
+        if not hasattr(diffusion, "float64"):
+            raise ValueError(f"eps_model(): expected the Diffusion whose schedule the oracle follows, e.g. "
+                             f"mixture.eps_model(dl.Diffusion(betas)); got {type(diffusion).__name__}")
         return MixtureOracle(self, diffusion)
 
 
@@ -108,7 +120,12 @@ class MixtureOracle:
         self.alphas_cumprod = diffusion.float64["alphas_cumprod"]
 
     def __repr__(self) -> str:
-        return f"MixtureOracle({self.mixture!r}, T={len(self.alphas_cumprod)})"
+        return f"MixtureOracle({self.mixture!r}, T={self.T})"
+
+    @property
+    def T(self) -> int:
+        """The number of steps of the schedule it was built for (a Diffusion with another T refuses it)."""
+        return len(self.alphas_cumprod)
 
     def __call__(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = _checks.tensor(x_t, "x_t", "MixtureOracle", shape_hint=f"(batch, {self.mixture.dim})").detach().to("cpu", torch.float64)

@@ -66,7 +66,7 @@ class TimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, 4 * dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_embedding(t, self.dim))
+        return self.mlp(sinusoidal_embedding(t, self.dim).to(self.mlp[0].weight.dtype))  # a .double() net too
 
 
 class ConvNormAct(nn.Module):

@@ -79,8 +79,10 @@ class UNet(nn.Module):
     ``config.num_classes`` it is ε_θ(x_t, t, y), called ``model(x_t, t, y)`` (see :meth:`conditioning`).
     """
 
-    def __init__(self, config: UNetConfig | None = None):
+    def __init__(self, config: UNetConfig | None = None, **options):
         super().__init__()
+        if options:  # the keyword form of earlier versions (and of other libraries)
+            raise ValueError(f"UNet takes one UNetConfig: UNet(UNetConfig({', '.join(f'{k}={v!r}' for k, v in options.items())}))")
         if config is None:
             config = UNetConfig()
         if not isinstance(config, UNetConfig):
