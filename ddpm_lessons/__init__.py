@@ -7,8 +7,8 @@ from . import _alloc
 
 _alloc.keep_freed_memory()  # reuse freed activation buffers (glibc): a large speed-up on CPUs, see _alloc.py
 
-from . import (checkpoints, corruption, data, diffusion, exercises, fid, metrics, models, naive, oracle,
-               sampling, schedules, settings, training, utils, viz, vlb)
+from . import (checkpoints, corruption, data, diagrams, diffusion, exercises, fid, metrics, models, naive,
+               oracle, sampling, schedules, settings, training, utils, viz, vlb)
 from .diffusion import Diffusion
 from .settings import QUICK, budget, cache_dir, data_root, elapsed, get_device, run_info, seed_everything
 
@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # one module per concept
-    "checkpoints", "corruption", "data", "diffusion", "exercises", "fid", "metrics", "models", "naive",
-    "oracle", "sampling", "schedules", "settings", "training", "utils", "viz", "vlb",
+    "checkpoints", "corruption", "data", "diagrams", "diffusion", "exercises", "fid", "metrics", "models",
+    "naive", "oracle", "sampling", "schedules", "settings", "training", "utils", "viz", "vlb",
     # what every chapter uses
     "Diffusion", "QUICK", "budget", "cache_dir", "data_root", "elapsed", "get_device", "run_info",
     "seed_everything",
