@@ -50,6 +50,10 @@ def check_q_sample(q_sample) -> bool:
             mistake = known_mistake(got, {
                 "you forgot the square roots: x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε, not ᾱ_t·x0 + (1 − ᾱ_t)·ε.":
                     at * x0 + (1 - at) * noise,
+                "the noise is scaled by its standard deviation sqrt(1 − ᾱ_t), not by the variance 1 − ᾱ_t.":
+                    at.sqrt() * x0 + (1 - at) * noise,
+                "x0 is scaled by sqrt(ᾱ_t), not by ᾱ_t: the signal's power is ᾱ_t, its amplitude sqrt(ᾱ_t).":
+                    at * x0 + (1 - at).sqrt() * noise,
                 "the roles of x0 and ε are swapped: the signal x0 is scaled by sqrt(ᾱ_t) and the noise by sqrt(1 − ᾱ_t).":
                     (1 - at).sqrt() * x0 + at.sqrt() * noise,
                 "the noise term should be scaled by sqrt(1 − ᾱ_t), not by 1 − sqrt(ᾱ_t).":

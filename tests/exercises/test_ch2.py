@@ -15,6 +15,16 @@ def no_sqrt(x0, t, noise, alphas_cumprod):
     return a * x0 + (1 - a) * noise
 
 
+def variance_for_noise(x0, t, noise, alphas_cumprod):
+    a = alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
+    return a.sqrt() * x0 + (1 - a) * noise
+
+
+def no_sqrt_for_signal(x0, t, noise, alphas_cumprod):
+    a = alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
+    return a * x0 + (1 - a).sqrt() * noise
+
+
 def swapped(x0, t, noise, alphas_cumprod):
     a = alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
     return (1 - a).sqrt() * x0 + a.sqrt() * noise
@@ -57,6 +67,8 @@ def test_reference_and_module_pass(capsys):
 
 @pytest.mark.parametrize("wrong, message", [
     (no_sqrt, "forgot the square roots"),
+    (variance_for_noise, "not by the variance 1 − ᾱ_t"),
+    (no_sqrt_for_signal, "x0 is scaled by sqrt(ᾱ_t), not by ᾱ_t"),
     (swapped, "roles of x0 and ε are swapped"),
     (one_minus_sqrt, "not by 1 − sqrt(ᾱ_t)"),
     (off_by_one, "step t − 1"),
