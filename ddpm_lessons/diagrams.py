@@ -62,3 +62,106 @@ def diffusion_chain(width: float = WIDTH):
     ax.text(width / 2, 0.08, "←  reverse: learned, removes noise", ha="center", va="bottom", fontsize=10,
             color="C0")
     return fig
+
+
+def unet_shapes(model, image_size: int = 28) -> dict:
+    """The real shapes inside a :class:`~ddpm_lessons.models.UNet`, traced with a forward pass of one
+    image: per level, the resolution and channels after its blocks, whether it has attention, and the
+    middle's. What :func:`unet` draws (chapter 5)."""
+    import torch
+    from torch import nn
+
+    size = _checks.positive_int(image_size, "image_size", "unet_shapes()")
+    seen = {}
+
+    def record(key):
+        def hook(module, inputs, output):
+            seen.setdefault(key, tuple(output.shape))  # returns None: the output is left as it is
+        return hook
+
+    hooks = [module.register_forward_hook(record(key))
+             for key, module in [("input", model.init_conv)] +
+             [(f"down{i}", level[1]) for i, level in enumerate(model.downs)] +
+             [(f"up{i}", level[1]) for i, level in enumerate(model.ups)] +
+             [("mid", model.mid_block2), ("final", model.final_block)]]
+    try:
+        weight = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, model.channels, size, size, dtype=weight.dtype, device=weight.device),
+                  torch.zeros(1, dtype=torch.long, device=weight.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    levels = [{"channels": seen[f"down{i}"][1], "size": seen[f"down{i}"][2],
+               "attention": not isinstance(level[2], nn.Identity)} for i, level in enumerate(model.downs)]
+    ups = [{"channels": seen[f"up{i}"][1], "size": seen[f"up{i}"][2], "attention": not isinstance(level[2], nn.Identity)}
+           for i, level in enumerate(model.ups)][::-1]  # listed from the full resolution down, as the encoder's
+    return {"image": (model.channels, size), "first": seen["input"][1], "levels": levels, "ups": ups,
+            "mid": {"channels": seen["mid"][1], "size": seen["mid"][2]}, "time_dim": 4 * model.dim,
+            "block": model.config.block}
+
+
+def unet(model, image_size: int = 28, width: float = WIDTH):
+    """The chapter-5 U-Net as a labelled diagram with its real channel counts and resolutions.
+
+    Encoder levels down the left, decoder levels up the right, skips across, the middle at the
+    bottom; every number comes from :func:`unet_shapes` (a traced forward pass), so the picture
+    cannot drift from the code.
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    width = _checks.number(width, "width", "unet()", low=3.0, high=WIDTH)
+    shapes = unet_shapes(model, image_size)
+    levels, block = shapes["levels"], "ResNet" if shapes["block"] == "resnet" else "ConvNeXt"
+    rows = len(levels) + 1
+    row_height = 0.78
+    height = row_height * rows + 1.15
+    fig = plt.figure(figsize=(width, height), layout="none")
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+    box_width, left, right = 0.39 * width, 0.05 * width, 0.56 * width
+
+    def box(x, y, text, color):
+        ax.add_patch(FancyBboxPatch((x, y - 0.25), box_width, 0.5, boxstyle="round,pad=0.02", facecolor=color,
+                                    edgecolor="0.3", lw=1))
+        ax.text(x + box_width / 2, y, text, ha="center", va="center", fontsize=10)
+
+    def label(level):
+        attention = " + lin. attn" if level["attention"] else ""
+        return f'2 {block}{attention}\n{level["size"]}×{level["size"]}, {level["channels"]} ch'
+
+    top = height - 0.95
+    for i, (level, up) in enumerate(zip(levels, shapes["ups"])):
+        y = top - i * row_height
+        box(left, y, label(level), "#dbe9f6")
+        box(right, y, label(up), "#fde3cf")
+        ax.annotate("", (right, y), (left + box_width, y), arrowprops=dict(arrowstyle="-|>", color="0.45", lw=1,
+                                                                             linestyle="--"))
+        ax.text(width / 2, y + 0.07, "concat", ha="center", va="bottom", fontsize=10, color="0.35")
+        if i < len(levels) - 1:
+            for x, color, start, end in ((left, "C0", y - 0.27, y - row_height + 0.27),
+                                         (right, "C1", y - row_height + 0.27, y - 0.27)):
+                ax.annotate("", (x + box_width / 2, end), (x + box_width / 2, start),
+                            arrowprops=dict(arrowstyle="-|>", color=color, lw=1.2))
+            ax.text(left + box_width / 2 + 0.08, y - row_height / 2, "÷2", va="center", fontsize=10, color="C0")
+            ax.text(right + box_width / 2 + 0.08, y - row_height / 2, "×2", va="center", fontsize=10, color="C1")
+    y_mid = top - (rows - 1) * row_height
+    mid = shapes["mid"]
+    ax.add_patch(FancyBboxPatch((width / 2 - box_width / 2, y_mid - 0.25), box_width, 0.5, boxstyle="round,pad=0.02",
+                                facecolor="#e2f0d9", edgecolor="0.3", lw=1))
+    ax.text(width / 2, y_mid, f"{block}, attention, {block}\n{mid['size']}×{mid['size']}, {mid['channels']} ch",
+            ha="center", va="center", fontsize=10)
+    ax.annotate("", (width / 2 - box_width / 2, y_mid), (left + box_width / 2, y_mid + row_height - 0.27),
+                arrowprops=dict(arrowstyle="-|>", color="C0", lw=1.2, connectionstyle="angle,angleA=-90,angleB=180"))
+    ax.annotate("", (right + box_width / 2, y_mid + row_height - 0.27), (width / 2 + box_width / 2, y_mid),
+                arrowprops=dict(arrowstyle="-|>", color="C1", lw=1.2, connectionstyle="angle,angleA=0,angleB=-90"))
+    channels, size = shapes["image"]
+    ax.text(left + box_width / 2, height - 0.12, f"$x_t$: {channels}×{size}×{size} → conv 7×7 → {shapes['first']} ch",
+            ha="center", va="top", fontsize=10)
+    ax.text(right + box_width / 2, height - 0.12, f"$\\hat\\epsilon$: {channels}×{size}×{size} ← conv 1×1",
+            ha="center", va="top", fontsize=10)
+    ax.text(width / 2, 0.08, f"t → sinusoidal → MLP → {shapes['time_dim']} features, into every {block} block",
+            ha="center", va="bottom", fontsize=10, color="0.3")
+    return fig

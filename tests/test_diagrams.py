@@ -59,3 +59,21 @@ def test_narrower_chain_and_bad_width():
     for bad in (0, 2.0, 2 * viz.WIDTH, "5"):
         with pytest.raises(ValueError, match=rf"diffusion_chain\(\): width must be a number in \[3, {viz.WIDTH:g}\]"):
             diagrams.diffusion_chain(width=bad)
+
+
+def test_unet_diagram_shows_the_traced_shapes():
+    import matplotlib.pyplot as plt
+
+    import ddpm_lessons as dl
+
+    model = dl.models.UNet(dl.models.UNetConfig(dim=8, dim_mults=(1, 2, 4), attn_heads=1, attn_dim_head=8))
+    shapes = dl.diagrams.unet_shapes(model, 32)
+    assert [(level["size"], level["channels"]) for level in shapes["levels"]] == [(32, 8), (16, 16), (8, 32)]
+    assert [(level["size"], level["channels"]) for level in shapes["ups"]] == [(32, 8), (16, 8), (8, 16)]
+    assert shapes["mid"] == {"channels": 32, "size": 8} and shapes["time_dim"] == 32
+    fig = dl.diagrams.unet(model, 32)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "2 ResNet + lin. attn\n16×16, 16 ch" in texts and "ResNet, attention, ResNet\n8×8, 32 ch" in texts
+    assert fig.get_size_inches()[0] <= dl.viz.WIDTH
+    plt.close(fig)
+    assert all(p.requires_grad for p in model.parameters())  # the traced pass left the model as it was
