@@ -7,7 +7,7 @@ from . import _alloc
 
 _alloc.keep_freed_memory()  # reuse freed activation buffers (glibc): a large speed-up on CPUs, see _alloc.py
 
-from . import (checkpoints, corruption, data, diffusion, exercises, fid, metrics, models, naive, oracle,
+from . import (checkpoints, corruption, data, diffusion, elbo, exercises, fid, metrics, models, naive, oracle,
                sampling, schedules, settings, training, utils, viz, vlb)
 from .diffusion import Diffusion
 from .settings import QUICK, budget, cache_dir, data_root, elapsed, get_device, run_info, seed_everything
@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # one module per concept
-    "checkpoints", "corruption", "data", "diffusion", "exercises", "fid", "metrics", "models", "naive",
+    "checkpoints", "corruption", "data", "diffusion", "elbo", "exercises", "fid", "metrics", "models", "naive",
     "oracle", "sampling", "schedules", "settings", "training", "utils", "viz", "vlb",
     # what every chapter uses
     "Diffusion", "QUICK", "budget", "cache_dir", "data_root", "elapsed", "get_device", "run_info",
