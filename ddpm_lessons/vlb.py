@@ -13,7 +13,9 @@ With p_θ(x_{t−1} | x_t) = N(μ_θ(x_t, t), σ_t² I) and the noise parametris
     L_{t−1} = λ_t ‖ε − ε_θ(x_t, t)‖² + C_t,    λ_t = β_t² / (2 σ_t² α_t (1 − ᾱ_t))    (eq. 12)
 
 where C_t = D/2 (log(σ_t²/β̃_t) + β̃_t/σ_t² − 1) does not depend on θ (it is 0 for σ_t² = β̃_t).
-Dropping λ_t gives L_simple = ‖ε − ε_θ‖² (eq. 14), :meth:`Diffusion.loss`.
+Dropping λ_t gives L_simple = ‖ε − ε_θ‖² (eq. 14), :meth:`Diffusion.loss`: a reweighted sum of the
+bound's terms, not a bound. Stable Diffusion's hybrid loss (:func:`hybrid_loss`, :func:`lvlb_weights`)
+mixes the two weightings. How the bound itself is derived, density by density: :mod:`ddpm_lessons.elbo`.
 
 Time is 0-based as everywhere in the module: index ``t`` is the paper's step t+1, so the KL terms
 live at indices 1 … T-1 and the decoder L_0 at index 0. Per-example values are summed over the data

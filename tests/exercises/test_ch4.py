@@ -249,27 +249,24 @@ def test_check_training_step_catches_typical_mistakes(wrong, words, capsys):
     assert words in out, out
 
 
-def step_zero_grad_between(model, optimizer, loss_fn, batch):
-    loss = loss_fn(model, batch)
-    loss.backward()
-    optimizer.zero_grad()
-    optimizer.step()
-    return loss.item()
+def _ordered(*operations, returns=True):
+    """A training step doing these operations in this order: the slips below differ only in the order."""
+    def step(model, optimizer, loss_fn, batch):
+        loss = None
+        for operation in operations:
+            if operation == "loss":
+                loss = loss_fn(model, batch)
+            elif operation == "backward":
+                loss.backward()
+            else:   # "zero_grad", "step" (the optimizer's) or "model.zero_grad"
+                getattr(model if operation.startswith("model.") else optimizer, operation.split(".")[-1])()
+        return loss.item() if returns else None
+    return step
 
 
-def step_returns_nothing(model, optimizer, loss_fn, batch):
-    optimizer.zero_grad()
-    loss = loss_fn(model, batch)
-    loss.backward()
-    optimizer.step()
-
-
-def step_model_zero_grad(model, optimizer, loss_fn, batch):  # model.zero_grad() clears the same gradients
-    model.zero_grad()
-    loss = loss_fn(model, batch)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+step_zero_grad_between = _ordered("loss", "backward", "zero_grad", "step")
+step_returns_nothing = _ordered("zero_grad", "loss", "backward", "step", returns=False)
+step_model_zero_grad = _ordered("model.zero_grad", "loss", "backward", "step")   # clears the same gradients
 
 
 @pytest.mark.parametrize("wrong, words", [
