@@ -13,7 +13,9 @@ With p_θ(x_{t−1} | x_t) = N(μ_θ(x_t, t), σ_t² I) and the noise parametris
     L_{t−1} = λ_t ‖ε − ε_θ(x_t, t)‖² + C_t,    λ_t = β_t² / (2 σ_t² α_t (1 − ᾱ_t))    (eq. 12)
 
 where C_t = D/2 (log(σ_t²/β̃_t) + β̃_t/σ_t² − 1) does not depend on θ (it is 0 for σ_t² = β̃_t).
-Dropping λ_t gives L_simple = ‖ε − ε_θ‖² (eq. 14), :meth:`Diffusion.loss`.
+Dropping λ_t gives L_simple = ‖ε − ε_θ‖² (eq. 14), :meth:`Diffusion.loss`: a reweighted sum of the
+bound's terms, not a bound. Stable Diffusion's hybrid loss (:func:`hybrid_loss`, :func:`lvlb_weights`)
+mixes the two weightings. How the bound itself is derived, density by density: :mod:`ddpm_lessons.elbo`.
 
 Time is 0-based as everywhere in the module: index ``t`` is the paper's step t+1, so the KL terms
 live at indices 1 … T-1 and the decoder L_0 at index 0. Per-example values are summed over the data
@@ -27,6 +29,7 @@ import torch
 
 from . import _checks
 from .diffusion import VARIANCES
+from .utils import module_device_dtype
 
 
 def _broadcast(value, like: torch.Tensor) -> torch.Tensor:
@@ -57,7 +60,9 @@ def normal_kl(mean1, var1, mean2, var2) -> torch.Tensor:
     L_{t−1} to a mean-matching loss.
     """
     tensors = [torch.as_tensor(v) for v in (mean1, var1, mean2, var2)]
-    dtype = torch.promote_types(torch.promote_types(tensors[0].dtype, tensors[2].dtype), torch.float32)
+    dtype = torch.float32
+    for v in tensors:   # the widest of the four (float64 variances with float means give float64)
+        dtype = torch.promote_types(dtype, v.dtype)
     mean1, var1, mean2, var2 = (v.to(dtype) for v in tensors)
     if (var1 <= 0).any() or (var2 <= 0).any():
         raise ValueError("normal_kl(): both variances must be > 0 (a Gaussian with variance 0 has no density)")
@@ -133,12 +138,22 @@ def weighted_noise_error(diffusion, t, noise, eps_pred, variance: str = "beta") 
     noise = _checks.tensor(noise, "noise", "weighted_noise_error()")
     _checks.same_shape(noise, eps_pred, "noise", "eps_pred", "weighted_noise_error()")
     t = _kl_steps(diffusion, t, noise.shape[0], noise.device, "weighted_noise_error()")
+    error = _sum_per_example((noise.double() - eps_pred.double()) ** 2)
+    return noise_weight(diffusion, t, variance) * error + kl_constant(diffusion, t, noise[0].numel(), variance)
+
+
+def kl_constant(diffusion, t, dims: int, variance: str = "beta") -> torch.Tensor:
+    """C_t = D/2 (log(σ_t²/β̃_t) + β̃_t/σ_t² − 1), the part of L_{t−1} that no model changes (eq. 12), (B,).
+
+    The KL between two Gaussians of equal means and variances β̃_t and σ_t²: 0 for σ_t² = β̃_t.
+    ``t``: 0-based steps 1 … T-1; ``dims``: D, the number of numbers in one example.
+    """
+    _checks.tensor(t, "t", "kl_constant()", floating=False, shape_hint="(B,), a LongTensor of steps")
+    t = _kl_steps(diffusion, t, t.shape[0], t.device, "kl_constant()")
+    dims = _checks.positive_int(dims, "dims", "kl_constant()")
     sigma2 = reverse_variance(diffusion, t, variance)
     beta_tilde = schedule64(diffusion, t.device)["posterior_variance"][t]
-    dims = noise[0].numel()
-    constant = 0.5 * dims * (torch.log(sigma2 / beta_tilde) + beta_tilde / sigma2 - 1)
-    error = _sum_per_example((noise.double() - eps_pred.double()) ** 2)
-    return noise_weight(diffusion, t, variance) * error + constant
+    return 0.5 * dims * (torch.log(sigma2 / beta_tilde) + beta_tilde / sigma2 - 1)
 
 
 def prior_term(diffusion, x0) -> torch.Tensor:
@@ -171,13 +186,14 @@ def bound(diffusion, model, x0, variance: str = "beta", generator: torch.Generat
 
     Every one of the T terms is evaluated (one fresh ε per example and step), not sampled: returns
     ``{"total", "prior", "decoder", "kl": tensor (T,) of mean L_{t−1} per step (kl[0] = 0, unused),
-    "noise_error": tensor (T,) of mean ‖ε − ε_θ‖² per step}``.
+    "noise_error": tensor (T,) of mean ‖ε − ε_θ‖² per step, "per_example": tensor (B,) of each
+    example's bound (its mean is "total"; its spread gives the Monte Carlo error)}``.
     """
     x0 = _checks.tensor(x0, "x0", "bound()")
     batch = x0.shape[0]
     kl = torch.zeros(diffusion.T, dtype=torch.float64)
     noise_error = torch.zeros(diffusion.T, dtype=torch.float64)
-    decoder = torch.zeros((), dtype=torch.float64)
+    per_example = prior_term(diffusion, x0).cpu()
     for step in range(diffusion.T):
         t = torch.full((batch,), step, dtype=torch.long, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype,
@@ -185,9 +201,54 @@ def bound(diffusion, model, x0, variance: str = "beta", generator: torch.Generat
         eps_pred = diffusion.model_output(model, diffusion.q_sample(x0, t, noise), t)
         noise_error[step] = _sum_per_example((noise - eps_pred).double() ** 2).mean().cpu()
         if step == 0:
-            decoder = decoder_nll(diffusion, x0, noise, eps_pred).mean().cpu()
+            term = decoder_nll(diffusion, x0, noise, eps_pred).cpu()
+            decoder = term.mean()
         else:
-            kl[step] = kl_term(diffusion, x0, t, noise, eps_pred, variance).mean().cpu()
+            term = kl_term(diffusion, x0, t, noise, eps_pred, variance).cpu()
+            kl[step] = term.mean()
+        per_example = per_example + term
     prior = prior_term(diffusion, x0).mean().cpu()
     return {"total": float(prior + kl.sum() + decoder), "prior": float(prior), "decoder": float(decoder),
-            "kl": kl, "noise_error": noise_error}
+            "kl": kl, "noise_error": noise_error, "per_example": per_example}
+
+
+# ---------------------------------------------------------------- Stable Diffusion's hybrid loss
+def lvlb_weights(diffusion) -> torch.Tensor:
+    """The per-step weights of the bound's term in CompVis' latent-diffusion ``ddpm.py`` (Stable Diffusion), (T,).
+
+    ``betas**2 / (2 * posterior_variance * alphas * (1 - alphas_cumprod))`` at 0-based index t: λ_t of
+    eq. 12 for σ_t² = β̃_t (:func:`noise_weight` with ``"beta_tilde"``, same index). At index 0 the formula
+    divides by β̃_1 = 0, so the code copies index 1 (``lvlb_weights[0] = lvlb_weights[1]``). Chapter 4.
+    """
+    s = schedule64(diffusion)
+    weights = s["betas"] ** 2 / (2 * s["posterior_variance"] * s["alphas"] * (1 - s["alphas_cumprod"]))
+    weights[0] = weights[1]
+    return weights
+
+
+def hybrid_loss(diffusion, model, x0, l_simple_weight: float = 1.0, original_elbo_weight: float = 0.0,
+                t=None, noise=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``l_simple_weight · L_simple + original_elbo_weight · L_vlb``, the loss of latent-diffusion's ``p_losses``.
+
+    With e = the mean over the data dimensions of (ε − ε_θ(x_t, t))² per example, L_simple = mean(e)
+    (Algorithm 1) and L_vlb = mean(lvlb_weights[t] · e): per example, (L_{t−1} − C_t) / D for t >= 1. So the
+    hybrid is L_simple with the per-step weight l_simple_weight + original_elbo_weight · λ_t (chapter 4).
+    t ~ Uniform{0, …, T-1} and ε ~ N(0, I) unless given, as in :meth:`Diffusion.loss`.
+    """
+    simple = _checks.number(l_simple_weight, "l_simple_weight", "hybrid_loss()", low=0.0)
+    elbo = _checks.number(original_elbo_weight, "original_elbo_weight", "hybrid_loss()", low=0.0)
+    diffusion.check_model(model, "hybrid_loss()")
+    x0 = _checks.data(x0, "x0", "hybrid_loss()")
+    x0 = x0.to(module_device_dtype(model)[0] or x0.device)   # where the model is, as Diffusion.loss does
+    if t is None:
+        t = torch.randint(0, diffusion.T, (x0.shape[0],), generator=generator,
+                          device=generator.device if generator is not None else x0.device)
+    t = _checks.timesteps(t, diffusion.T, x0.shape[0], "hybrid_loss()", x0.device)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype,
+                            device=generator.device if generator is not None else x0.device).to(x0.device)
+    _checks.same_shape(x0, noise, "x0", "noise", "hybrid_loss()")
+    prediction = diffusion.model_output(model, diffusion.q_sample(x0, t, noise), t)
+    per_example = (noise - prediction).square().flatten(1).mean(1)
+    weights = lvlb_weights(diffusion).to(device=x0.device, dtype=x0.dtype)[t]
+    return simple * per_example.mean() + elbo * (weights * per_example).mean()

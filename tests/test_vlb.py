@@ -167,3 +167,61 @@ def test_bad_shapes_and_variance():
         vlb.weighted_noise_error(d, t[:3], eps, eps_pred)
     with pytest.raises(ValueError, match="beta_tilde"):
         vlb.kl_term(d, x0, t, eps, eps_pred, variance="learned")
+
+
+def test_bound_per_example_averages_to_the_total():
+    d = _diffusion(20)
+    x0 = torch.randn(50, 2) * 0.3
+    result = vlb.bound(d, lambda x_t, t: torch.zeros_like(x_t), x0, generator=torch.Generator().manual_seed(1))
+    assert result["per_example"].shape == (50,)
+    assert result["per_example"].mean().item() == pytest.approx(result["total"], rel=1e-12)
+
+
+def test_kl_constant_is_zero_for_beta_tilde_and_the_formula_for_beta():
+    d = _diffusion()
+    t = torch.arange(1, 50)
+    assert torch.allclose(vlb.kl_constant(d, t, 3, "beta_tilde"), torch.zeros(49, dtype=torch.float64), atol=1e-12)
+    s = vlb.schedule64(d)
+    b, bt = s["betas"][t], s["posterior_variance"][t]
+    assert torch.allclose(vlb.kl_constant(d, t, 3, "beta"), 1.5 * (torch.log(b / bt) + bt / b - 1), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- Stable Diffusion's hybrid loss
+def test_lvlb_weights_are_lambda_for_beta_tilde_at_the_same_index():
+    d = _diffusion(100)
+    w = vlb.lvlb_weights(d)
+    assert w.shape == (100,) and w[0] == w[1]
+    assert torch.allclose(w[1:], vlb.noise_weight(d, torch.arange(1, 100), "beta_tilde"), rtol=1e-12)
+    # latent-diffusion's own expression, in its float32 buffers
+    b, a, acp = d.betas, d.alphas, d.alphas_cumprod
+    theirs = b ** 2 / (2 * d.posterior_variance * a * (1 - acp))
+    assert torch.allclose(w[1:].float(), theirs[1:], rtol=1e-4) and not torch.isfinite(theirs[0])
+
+
+def test_hybrid_loss_interpolates_between_l_simple_and_the_bound():
+    d = _diffusion(50)
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(64, 1, 2, 2, generator=g), torch.randn(64, 1, 2, 2, generator=g)
+    t = torch.randint(1, 50, (64,), generator=g)
+
+    def model(x_t, t):
+        return 0.5 * x_t
+
+    assert torch.allclose(vlb.hybrid_loss(d, model, x0, 1.0, 0.0, t=t, noise=eps), d.loss(model, x0, t=t, noise=eps))
+    eps_pred = model(d.q_sample(x0, t, eps), t)
+    kl = vlb.kl_term(d, x0, t, eps, eps_pred, "beta_tilde")          # C_t = 0 for σ² = β̃
+    vlb_part = vlb.hybrid_loss(d, model, x0, 0.0, 1.0, t=t, noise=eps)
+    assert torch.allclose(vlb_part.double() * 4, kl.mean(), rtol=1e-4)   # per pixel: divide by D = 4
+    mixed = vlb.hybrid_loss(d, model, x0, 1.0, 0.001, t=t, noise=eps)
+    assert torch.allclose(mixed, d.loss(model, x0, t=t, noise=eps) + 0.001 * vlb_part)
+
+
+def test_hybrid_loss_refuses_negative_weights():
+    d = _diffusion()
+    with pytest.raises(ValueError, match="original_elbo_weight"):
+        vlb.hybrid_loss(d, lambda x, t: x, torch.zeros(4, 2), 1.0, -1.0)
+
+
+def test_normal_kl_keeps_double_precision_from_any_argument():
+    v = torch.tensor([0.3, 0.5], dtype=torch.float64)
+    assert vlb.normal_kl(0.0, v, 0.0, 2 * v).dtype == torch.float64

@@ -42,6 +42,40 @@ def _chapter4_cases(generator: torch.Generator):
     ]
 
 
+def _x_t_slips(d, x0, noise, t, shape) -> dict:
+    """Wrong forms of x_t that students write often, each with what to change (chapter 4 checkers)."""
+    at = d.alphas_cumprod[t].view(shape)
+    prev = d.alphas_cumprod_prev[t].view(shape)
+    return {
+        "you swapped the coefficients: the data gets sqrt(ᾱ_t) and the noise sqrt(1 − ᾱ_t), "
+        "x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε.": (1 - at).sqrt() * x0 + at.sqrt() * noise,
+        "the noise's coefficient must be its standard deviation sqrt(1 − ᾱ_t), not the variance 1 − ᾱ_t.":
+            at.sqrt() * x0 + (1 - at) * noise,
+        "x_t used ᾱ_{t−1} (alphas_cumprod_prev): the closed form at step t uses alphas_cumprod[t].":
+            prev.sqrt() * x0 + (1 - prev).sqrt() * noise,
+        "x_t used β_t for the noise, the one-step formula (eq. 2): after t steps the noise's variance is "
+        "1 − ᾱ_t, so x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε.": at.sqrt() * x0 + d.betas[t].view(shape).sqrt() * noise,
+        "you took the square root twice: diffusion.sqrt_alphas_cumprod already holds sqrt(ᾱ_t) (and "
+        "sqrt_one_minus_alphas_cumprod holds sqrt(1 − ᾱ_t)); use them as they are.":
+            at.sqrt().sqrt() * x0 + (1 - at).sqrt().sqrt() * noise,
+    }
+
+
+def _check_own_noise(seen_x, x0, noise, at, t, got, what: str) -> None:
+    """A student who draws fresh noise (torch.randn_like) instead of using ``noise`` gets a loss that the
+    checker cannot reproduce: recognise it from the model's input and the returned value."""
+    if tuple(seen_x.shape) != tuple(x0.shape):
+        return
+    own = (seen_x.double() - at.sqrt().double() * x0.double()) / (1 - at).sqrt().double()
+    if torch.allclose(own, noise.double(), atol=1e-4):
+        return
+    with torch.no_grad():
+        out = _SpyModel()(seen_x, t).double()
+    if torch.isclose(got.detach().double().cpu().reshape(()), (out - own).square().mean(), rtol=1e-4, atol=1e-7):
+        raise ExerciseMistake(f"with {what}: you drew your own noise (torch.randn_like?); use the noise ε that "
+                              "the function is given, in x_t and as the target, so that the loss is reproducible.")
+
+
 def _check_simple_loss(loss_fn, target: str) -> None:
     """Shared body of check_loss and check_predict_x0_loss: the model input, then the loss value."""
     g = torch.Generator().manual_seed(4)
@@ -86,9 +120,11 @@ def _check_simple_loss(loss_fn, target: str) -> None:
             "x_t used ᾱ at step t + 1: steps are 0-based, so step t uses alphas_cumprod[t] itself.":
                 a[(t + 1).clamp(max=len(a) - 1)].view(shape).sqrt() * x0
                 + (1 - a[(t + 1).clamp(max=len(a) - 1)].view(shape)).sqrt() * noise,
+            **_x_t_slips(d, x0, noise, t, shape),
         })
         if mistake:
             raise ExerciseMistake(f"with {what}: {mistake}")
+        _check_own_noise(seen_x, x0, noise, at, t, got, what)
         if tuple(seen_x.shape) != tuple(x0.shape) or not torch.allclose(seen_x.double(), x_t.double(), atol=1e-5):
             raise ExerciseMistake(
                 f"with {what}: the model's input should be x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε with "
@@ -184,12 +220,24 @@ def check_training_step(step_fn) -> bool:
                 else:
                     losses.append(call(step, model, optimizer, loss_fn, batch, what=f"at step {i + 1}"))
                 states.append([p.detach().clone() for p in model.parameters()])
+                cleared.append(all(p.grad is None or not p.grad.any() for p in model.parameters()))
             return losses, states
 
+        cleared = []
         got_losses, got_states = run(step_fn)
+        got_cleared, cleared = cleared, []
         ref_losses, ref_states = run(reference_training_step)
         _, no_zero_states = run(reference_training_step, zero_grad=False)
+        if got_losses[0] is None:
+            raise ExerciseMistake("your function returned nothing (None): end it with `return loss.item()`, "
+                                  "the loss of this batch as a Python float.")
         unchanged = all(torch.equal(p, q) for p, q in zip(got_states[0], start.parameters()))
+        if unchanged and got_cleared[0]:
+            raise ExerciseMistake(
+                "after your step the parameters did not change and the gradients were empty: you cleared them "
+                "after loss.backward() and before optimizer.step(). Call optimizer.zero_grad() first, before "
+                "computing the loss."
+            )
         if unchanged:
             raise ExerciseMistake(
                 "after your step the parameters did not change: call optimizer.step() after loss.backward() "

@@ -70,6 +70,41 @@ def loss_broadcast_1d(d, model, x0, t, noise):  # forgets to reshape ᾱ_t: brea
     return F.mse_loss(model(a.sqrt()[:, None] * x0 + (1 - a).sqrt()[:, None] * noise, t), noise)
 
 
+def loss_swapped(d, model, x0, t, noise):
+    a = d.alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
+    return F.mse_loss(model((1 - a).sqrt() * x0 + a.sqrt() * noise, t), noise)
+
+
+def loss_noise_variance(d, model, x0, t, noise):  # 1 − ᾱ_t where sqrt(1 − ᾱ_t) belongs
+    a = d.alphas_cumprod[t].view(-1, *[1] * (x0.ndim - 1))
+    return F.mse_loss(model(a.sqrt() * x0 + (1 - a) * noise, t), noise)
+
+
+def loss_cumprod_prev(d, model, x0, t, noise):
+    return F.mse_loss(model(_x_t(d, x0, t, noise, table=d.alphas_cumprod_prev), t), noise)
+
+
+def loss_one_step_beta(d, model, x0, t, noise):
+    shape = (-1, *[1] * (x0.ndim - 1))
+    x_t = d.alphas_cumprod[t].view(shape).sqrt() * x0 + d.betas[t].view(shape).sqrt() * noise
+    return F.mse_loss(model(x_t, t), noise)
+
+
+def loss_double_root(d, model, x0, t, noise):
+    shape = (-1, *[1] * (x0.ndim - 1))
+    x_t = d.sqrt_alphas_cumprod[t].view(shape).sqrt() * x0 + d.sqrt_one_minus_alphas_cumprod[t].view(shape).sqrt() * noise
+    return F.mse_loss(model(x_t, t), noise)
+
+
+def loss_own_noise(d, model, x0, t, noise):
+    fresh = torch.randn_like(noise)
+    return F.mse_loss(model(_x_t(d, x0, t, fresh), t), fresh)
+
+
+def loss_stub(d, model, x0, t, noise):
+    raise NotImplementedError
+
+
 def test_check_loss_accepts_the_reference(capsys):
     assert exercises.check_loss(loss_reference)
     assert exercises.check_loss(loss_uses_diffusion_loss)
@@ -89,6 +124,12 @@ def test_check_loss_accepts_the_reference(capsys):
     (loss_t_plus_one, "You passed t + 1"),
     (loss_no_model, "never called model"),
     (loss_broadcast_1d, "images"),
+    (loss_swapped, "swapped the coefficients"),
+    (loss_noise_variance, "standard deviation sqrt(1 − ᾱ_t), not the variance"),
+    (loss_cumprod_prev, "alphas_cumprod_prev"),
+    (loss_one_step_beta, "one-step formula"),
+    (loss_double_root, "square root twice"),
+    (loss_own_noise, "drew your own noise"),
 ])
 def test_check_loss_catches_typical_mistakes(wrong, words, capsys):
     assert not exercises.check_loss(wrong)
@@ -206,3 +247,51 @@ def test_check_training_step_catches_typical_mistakes(wrong, words, capsys):
     assert not exercises.check_training_step(wrong)
     out = capsys.readouterr().out
     assert words in out, out
+
+
+def _ordered(*operations, returns=True):
+    """A training step doing these operations in this order: the slips below differ only in the order."""
+    def step(model, optimizer, loss_fn, batch):
+        loss = None
+        for operation in operations:
+            if operation == "loss":
+                loss = loss_fn(model, batch)
+            elif operation == "backward":
+                loss.backward()
+            else:   # "zero_grad", "step" (the optimizer's) or "model.zero_grad"
+                getattr(model if operation.startswith("model.") else optimizer, operation.split(".")[-1])()
+        return loss.item() if returns else None
+    return step
+
+
+step_zero_grad_between = _ordered("loss", "backward", "zero_grad", "step")
+step_returns_nothing = _ordered("zero_grad", "loss", "backward", "step", returns=False)
+step_model_zero_grad = _ordered("model.zero_grad", "loss", "backward", "step")   # clears the same gradients
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (step_zero_grad_between, "after loss.backward() and before optimizer.step()"),
+    (step_returns_nothing, "returned nothing"),
+])
+def test_check_training_step_names_more_slips(wrong, words, verdict):
+    ok, out = verdict(exercises.check_training_step, wrong)
+    assert not ok and words in out, out
+
+
+def test_check_training_step_accepts_model_zero_grad(verdict):
+    ok, out = verdict(exercises.check_training_step, step_model_zero_grad)
+    assert ok, out
+
+
+def step_stub(model, optimizer, loss_fn, batch):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("checker, stub", [
+    (exercises.check_loss, loss_stub), (exercises.check_predict_x0_loss, loss_stub),
+    (exercises.check_training_step, step_stub),
+])
+def test_a_stub_has_nothing_to_check_yet(checker, stub, verdict):
+    """What the reader sees on the page before writing code: no traceback, no false verdict."""
+    ok, out = verdict(checker, stub)
+    assert not ok and "nothing to check yet" in out and "Traceback" not in out, out
