@@ -64,6 +64,8 @@ def normal_kl(mean1, var1, mean2, var2) -> torch.Tensor:
     for v in tensors:   # the widest of the four (float64 variances with float means give float64)
         dtype = torch.promote_types(dtype, v.dtype)
     mean1, var1, mean2, var2 = (v.to(dtype) for v in tensors)
+    for name, value in (("mean1", mean1), ("var1", var1), ("mean2", mean2), ("var2", var2)):
+        _checks.finite(value, name, "normal_kl()")
     if (var1 <= 0).any() or (var2 <= 0).any():
         raise ValueError("normal_kl(): both variances must be > 0 (a Gaussian with variance 0 has no density)")
     return 0.5 * (torch.log(var2 / var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
@@ -72,6 +74,8 @@ def normal_kl(mean1, var1, mean2, var2) -> torch.Tensor:
 def gaussian_nll(x, mean, var) -> torch.Tensor:
     """−log N(x; mean, var), elementwise, in nats: ½ (log(2π var) + (x − mean)² / var)."""
     x, mean, var = (torch.as_tensor(v) for v in (x, mean, var))
+    for name, value in (("x", x), ("mean", mean), ("var", var)):
+        _checks.finite(value, name, "gaussian_nll()")
     if (var <= 0).any():
         raise ValueError("gaussian_nll(): the variance must be > 0")
     return 0.5 * (torch.log(2 * math.pi * var) + (x - mean) ** 2 / var)
@@ -90,6 +94,7 @@ def schedule64(diffusion, device=None) -> dict:
 def reverse_variance(diffusion, t: torch.Tensor, variance: str = "beta") -> torch.Tensor:
     """σ_t² of p_θ(x_{t−1} | x_t) at steps ``t``: β_t (``"beta"``) or β̃_t (``"beta_tilde"``) (Ho et al. 2020, sec. 3.2)."""
     _checks.one_of(variance, VARIANCES, "variance", "reverse_variance()")
+    t = _checks.timesteps(t, diffusion.T, len(t) if torch.is_tensor(t) and t.dim() == 1 else 1, "reverse_variance()")
     return schedule64(diffusion, t.device)["betas" if variance == "beta" else "posterior_variance"][t]
 
 
@@ -114,7 +119,7 @@ def kl_term(diffusion, x0, t, noise, eps_pred, variance: str = "beta") -> torch.
     (eq. 11), its variance σ_t². Computed directly as a KL between these Gaussians, without eq. 12,
     so that :func:`weighted_noise_error` can be checked against it. Steps t = 1 … T-1 (0-based).
     """
-    x0 = _checks.tensor(x0, "x0", "kl_term()")
+    x0 = _checks.data(x0, "x0", "kl_term()")
     t = _kl_steps(diffusion, t, x0.shape[0], x0.device, "kl_term()")
     _checks.same_shape(x0, noise, "x0", "noise", "kl_term()")
     _checks.same_shape(x0, eps_pred, "x0", "eps_pred", "kl_term()")
@@ -158,7 +163,7 @@ def kl_constant(diffusion, t, dims: int, variance: str = "beta") -> torch.Tensor
 
 def prior_term(diffusion, x0) -> torch.Tensor:
     """L_T = KL( q(x_T | x_0) ‖ N(0, I) ) per example: no parameters, ≈ 0 when ᾱ_T ≈ 0."""
-    x0 = _checks.tensor(x0, "x0", "prior_term()").double()
+    x0 = _checks.data(x0, "x0", "prior_term()").double()
     last = schedule64(diffusion, x0.device)["alphas_cumprod"][-1]
     return _sum_per_example(normal_kl(last.sqrt() * x0, (1 - last).expand_as(x0), torch.zeros_like(x0),
                                       torch.ones_like(x0)))
@@ -170,7 +175,7 @@ def decoder_nll(diffusion, x0, noise, eps_pred) -> torch.Tensor:
     (Ho et al. discretise it for 8-bit images; 2-D points are continuous, so the density is used.)
     x_1 = sqrt(ᾱ_1) x_0 + sqrt(1 − ᾱ_1) ε (0-based step 0); ``eps_pred`` is ε_θ(x_1, 0).
     """
-    x0 = _checks.tensor(x0, "x0", "decoder_nll()").double()
+    x0 = _checks.data(x0, "x0", "decoder_nll()").double()
     _checks.same_shape(x0, noise, "x0", "noise", "decoder_nll()")
     _checks.same_shape(x0, eps_pred, "x0", "eps_pred", "decoder_nll()")
     beta = schedule64(diffusion, x0.device)["betas"][0]
@@ -189,7 +194,8 @@ def bound(diffusion, model, x0, variance: str = "beta", generator: torch.Generat
     "noise_error": tensor (T,) of mean ‖ε − ε_θ‖² per step, "per_example": tensor (B,) of each
     example's bound (its mean is "total"; its spread gives the Monte Carlo error)}``.
     """
-    x0 = _checks.tensor(x0, "x0", "bound()")
+    x0 = _checks.data(x0, "x0", "bound()")
+    generator = _checks.generator(generator, "bound()")
     batch = x0.shape[0]
     kl = torch.zeros(diffusion.T, dtype=torch.float64)
     noise_error = torch.zeros(diffusion.T, dtype=torch.float64)
@@ -240,6 +246,7 @@ def hybrid_loss(diffusion, model, x0, l_simple_weight: float = 1.0, original_elb
     diffusion.check_model(model, "hybrid_loss()")
     x0 = _checks.data(x0, "x0", "hybrid_loss()")
     x0 = x0.to(module_device_dtype(model)[0] or x0.device)   # where the model is, as Diffusion.loss does
+    generator = _checks.generator(generator, "hybrid_loss()")
     if t is None:
         t = torch.randint(0, diffusion.T, (x0.shape[0],), generator=generator,
                           device=generator.device if generator is not None else x0.device)
