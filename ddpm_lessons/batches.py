@@ -93,3 +93,8 @@ def batch_length(batch) -> int:
     """The number of examples in a batch (of its first tensor, for a tuple such as (images, labels))."""
     first = batch if torch.is_tensor(batch) else batch[0]
     return len(first)
+
+
+def batch_device(batch) -> torch.device:
+    """The device of a batch (of its first tensor)."""
+    return (batch if torch.is_tensor(batch) else batch[0]).device

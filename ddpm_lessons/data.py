@@ -160,8 +160,9 @@ def fashion_mnist(train: bool = True, root: str | Path | None = None):
         ) from error
 
 
-def _idx_count(path: Path) -> int | None:
-    """The number of items that an IDX file (FashionMNIST's raw format) holds, from its header."""
+def _header_count(path: Path) -> int | None:
+    """The number of items that an IDX file (FashionMNIST's raw format) says it holds (its header only;
+    None when the file is missing or shorter than a header)."""
     try:
         with open(path, "rb") as f:
             header = f.read(8)
@@ -174,7 +175,7 @@ def fashion_mnist_sizes(root: str | Path | None = None) -> tuple[int | None, int
     """How many training and test images the data root holds (``None`` for a split that is not
     there), read from the raw files' headers without loading the images."""
     raw = (Path(root).expanduser() if root is not None else settings.data_root()) / "FashionMNIST" / "raw"
-    return tuple(_idx_count(raw / _RAW_FILES[train][0]) for train in (True, False))
+    return tuple(_header_count(raw / _RAW_FILES[train][0]) for train in (True, False))
 
 
 def fashion_mnist_tensors(train: bool = True, root: str | Path | None = None):

@@ -27,16 +27,13 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import _checks, _progress, checkpoints
-from .batches import TensorBatches, batch_length, forever, to_device  # noqa: F401  (TensorBatches, forever: dl.training.*)
+from .resume import ResumeWarning, resume_run  # noqa: F401  (ResumeWarning: dl.training.ResumeWarning)
+from .batches import TensorBatches, batch_device, batch_length, forever, to_device  # noqa: F401  (TensorBatches, forever: dl.training.*)
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 EXPLOSION_FACTOR = 1e3
 """The loss counts as exploded when its running average exceeds this many times its best one
 (or than 10⁻³, for a loss that had come close to 0)."""
-
-
-class ResumeWarning(_checks.BookWarning):
-    """A setting of the resumed call differs from the checkpoint's, and the new value is used."""
 
 
 class CheckpointWarning(_checks.BookWarning):
@@ -136,73 +133,23 @@ def _run_settings(lr, optimizer, weight_decay, ema_decay, grad_clip) -> dict:
             "grad_clip": grad_clip}
 
 
-def _same(a, b) -> bool:
-    if torch.is_tensor(a) or torch.is_tensor(b):
-        return torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and torch.equal(a.cpu(), b.cpu())
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-def _start_afresh(path) -> str:
-    return f"To start afresh, train with resume=False or another checkpoint_path (or delete {path})."
-
-
-def _resume(path, saved: dict, steps: int, settings: dict, metadata: dict, model, opt, ema, scaler,
-            batches, result: TrainResult) -> None:
-    """Restore a run from ``saved``; apply or refuse each setting that differs (module docstring)."""
-    step = int(saved["step"])
-    if steps <= step:
-        raise ValueError(f"resume: the checkpoint {path} is already at step {step}, and steps={steps}: nothing "
-                         f"to train. Pass steps > {step} to continue. {_start_afresh(path)}")
-    for key in sorted(set(saved["metadata"]) | set(metadata)):
-        if not _same(saved["metadata"].get(key), metadata.get(key)):
-            raise ValueError(f"resume: the checkpoint {path} was written with a different {key} "
-                             f"({saved['metadata'].get(key)!r:.80} there, {metadata.get(key)!r:.80} now); resuming "
-                             f"would mix two runs. {_start_afresh(path)}")
-    old = saved["settings"]
-    if old["optimizer"] != settings["optimizer"]:
-        raise ValueError(f"resume: the checkpoint was trained with optimizer={old['optimizer']!r}, this call asks for "
-                         f"{settings['optimizer']!r}; their states do not convert. Resume with "
-                         f"optimizer={old['optimizer']!r}. {_start_afresh(path)}")
-    try:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-    except (RuntimeError, KeyError, ValueError) as error:
-        raise ValueError(f"resume: {path} does not fit this model ({error}). Resume with the model that wrote it. "
-                         f"{_start_afresh(path)}") from error
-    if not _weights_finite(model):
-        raise FloatingPointError(f"resume: the weights in {path} are not finite; the run had already diverged "
-                                 f"when it was saved. {_start_afresh(path)}")
-    changed = [f"{key} {old[key]!r} -> {settings[key]!r}" for key in ("lr", "weight_decay", "grad_clip", "ema_decay")
-               if old[key] != settings[key]]
-    for group in opt.param_groups:  # the new call's values, as the message below says
-        group["lr"], group["weight_decay"] = settings["lr"], settings["weight_decay"]
-    if ema is not None and saved["ema"] is not None:
-        ema.load_state_dict(saved["ema"])
-    elif ema is not None:
-        changed.append("EMA starts now, from the restored weights (the checkpoint had none)")
-    elif saved["ema"] is not None:
-        changed.append("the checkpoint's EMA weights are dropped (this call has ema_decay=None)")
-    if changed:
-        warnings.warn(f"resume from step {step}: this call's settings differ from the checkpoint's and are "
-                      f"used: {'; '.join(changed)}", ResumeWarning, stacklevel=3)
-    if saved["scaler"]:
-        scaler.load_state_dict(saved["scaler"])
-    torch.set_rng_state(saved["rng_cpu"])
-    if torch.cuda.is_available() and len(saved["rng_cuda"]):
-        torch.cuda.set_rng_state_all(saved["rng_cuda"])
-    if saved["batches"] is not None and hasattr(batches, "load_state_dict"):
-        batches.load_state_dict(saved["batches"])
-    elif not hasattr(batches, "load_state_dict"):
-        warnings.warn("resume: the batches come from a source without a saved state (a DataLoader): the model, "
-                      "optimizer, EMA, random state and step count are restored, but the order of the data starts "
-                      "afresh. For an exact resume use dl.training.TensorBatches.", ResumeWarning, stacklevel=3)
-    result.history = saved["history"].tolist()
-    result.images, result.seconds = int(saved["images"]), float(saved["seconds"])
-    result.resumed_from_step = step
+def training_step(model, loss_fn, batch, optimizer, scaler, grad_clip=None, ema=None, amp_dtype=None,
+                  step: int = 0) -> float:
+    """One step of the training loop (Algorithm 1, lines 2-5): the loss on a batch, its gradient, the
+    (clipped) update, the EMA weights; returns the loss as a float (chapters 4 and 5)."""
+    with torch.autocast(batch_device(batch).type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = loss_fn(model, batch)
+    value = _checked_loss(loss, step)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip is not None:              # clip the gradient's norm: one bad batch cannot throw the weights far
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    if ema is not None:
+        ema.update_parameters(model)       # θ_EMA ← δ θ_EMA + (1 − δ) θ
+    return value
 
 
 def train(
@@ -264,7 +211,7 @@ def train(
     path = Path(checkpoint_path).expanduser() if checkpoint_path is not None else None
     result = TrainResult(model=model, history=[], ema_model=ema, optimizer=opt, checkpoint_path=path)
     if resume:
-        _resume(path, checkpoints.load(path), steps, settings, metadata, model, opt, ema, scaler, batches, result)
+        resume_run(path, checkpoints.load(path), steps, settings, metadata, model, opt, ema, scaler, batches, result)
 
     def state() -> dict:
         return {"step": len(result.history), "history": torch.tensor(result.history, dtype=torch.float64),
@@ -292,21 +239,10 @@ def train(
         for step in range(start_step, steps):
             step_started = time.perf_counter()
             batch = to_device(next(batches), device, channels_last and device.type == "cuda")
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = loss_fn(model, batch)
-            value = _checked_loss(loss, step)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            value = training_step(model, loss_fn, batch, opt, scaler, grad_clip, ema, amp_dtype, step)
             if step == start_step and all(p.grad is None for p in model.parameters()):
                 raise ValueError("train(): the loss does not depend on the model being trained (no gradient reached "
                                  "its parameters); does loss_fn use its first argument, the model it is given?")
-            if grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(model)
 
             result.history.append(value)
             result.images += batch_length(batch)

@@ -1,7 +1,6 @@
 """Small helpers that any part of the module may use."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
