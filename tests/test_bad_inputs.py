@@ -4,11 +4,9 @@ legitimate, a warning) that says what was expected and how to fix it, in the boo
 One table row per mistake of the issue "a student's mistake gets a teaching error, never a silent
 wrong number"; the message words checked are the part that teaches.
 """
-import math
 
 import pytest
 import torch
-from torch import nn
 
 import ddpm_lessons as dl
 from ddpm_lessons import _checks, schedules

@@ -15,13 +15,11 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
-import yaml
 from packaging.requirements import Requirement
 
-from .conftest import ROOT, colab_install_cell, colab_link, repository_url
+from .conftest import ROOT, colab_install_cell, repository_url
 
 try:
     import tomllib

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 
 import ddpm_lessons as dl
 from .conftest import ROOT, colab_link, toc_files

@@ -2,12 +2,9 @@
 
 nbval (``--nbval-lax``) executes them; these tests check what the website shows.
 """
-import json
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
 from .conftest import ROOT, code_cells, source, toc_files, toc_notebooks
 
