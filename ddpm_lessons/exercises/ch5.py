@@ -27,9 +27,24 @@ def _sinusoidal_variants(t: torch.Tensor, dim: int) -> dict:
     }
 
 
+def annotated_diffusion_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """The sinusoidal embedding as The Annotated Diffusion Model writes it: ω_i = 10000^(-i/(h-1)), so the
+    lowest frequency is exactly 1/10000 (the book's ω_i = 10000^(-i/h) stops just above it). Both work."""
+    half = dim // 2
+    omega = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
+    angles = t.double()[:, None] * omega[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
 def check_sinusoidal_embedding(embedding_fn) -> bool:
     """Exercise (chapter 5): ``embedding_fn(t, dim)`` is the sinusoidal time embedding (B,) -> (B, dim),
-    ``[sin(t ω_0), …, sin(t ω_{h-1}), cos(t ω_0), …, cos(t ω_{h-1})]`` with ``ω_i = 10000^(-i/h)``, ``h = dim/2``."""
+    ``[sin(t ω_0), …, sin(t ω_{h-1}), cos(t ω_0), …, cos(t ω_{h-1})]`` with ``ω_i = 10000^(-i/h)``, ``h = dim/2``.
+
+    The Annotated Diffusion Model's ω_i = 10000^(-i/(h-1)) is accepted too (a convention, not a
+    mistake), with a note that says how the two differ.
+    """
+    convention = []
+
     def body():
         g = torch.Generator().manual_seed(5)
         cases = [("at t = 0 (dim 8)", torch.zeros(3, dtype=torch.long), 8),
@@ -38,6 +53,12 @@ def check_sinusoidal_embedding(embedding_fn) -> bool:
         for what, t, dim in cases:
             got = call(embedding_fn, t.clone(), dim, what=f"{what}")
             expected = sinusoidal_embedding(t, dim)
+            matches = (lambda other: torch.is_tensor(got) and tuple(got.shape) == tuple(other.shape) and
+                       got.is_floating_point() and torch.allclose(got.detach().double().cpu(), other.double(),
+                                                                  atol=1e-4, rtol=1e-4))
+            if not matches(expected) and matches(annotated_diffusion_embedding(t, dim)):
+                expected = annotated_diffusion_embedding(t, dim).to(expected.dtype)
+                convention.append(what)
             if torch.is_tensor(got) and tuple(got.shape) == tuple(expected.shape) and got.is_floating_point():
                 close = lambda a, b: torch.allclose(a.detach().double().cpu(), b.double(), atol=1e-4, rtol=1e-4)
                 if not close(got, expected):
@@ -48,6 +69,13 @@ def check_sinusoidal_embedding(embedding_fn) -> bool:
                         raise ExerciseMistake(f"{what}: sin(0) = 0 and cos(0) = 1, so the embedding should be "
                                               f"[0, …, 0, 1, …, 1]; yours is {got[0].tolist()}.")
             expect_tensor(got, expected, f"{what}", atol=1e-4, rtol=1e-4)
+        if convention and len(convention) < len(cases) - 1:  # at t = 0 the two conventions agree
+            raise ExerciseMistake("your frequencies follow The Annotated Diffusion Model's 10000^(-i/(h-1)) for some "
+                                  "sizes but not for others; pick one convention")
+        if convention:
+            print("note: your frequencies are ω_i = 10000^(-i/(h-1)), The Annotated Diffusion Model's convention; the "
+                  "book uses 10000^(-i/h). Both spread t over the same range of periods (2π … 2π·10000); only the "
+                  "lowest frequency differs slightly.")
 
     return run_checker("check_sinusoidal_embedding", body)
 

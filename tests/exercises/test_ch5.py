@@ -100,3 +100,10 @@ def _in_place_on_param(e, p, d):
 def test_ema_mistakes_are_named(answer, message, verdict):
     ok, out = verdict(exercises.check_ema_update, answer)
     assert not ok and message in out, out
+
+
+def test_the_annotated_diffusion_models_convention_is_accepted_with_a_note(verdict):
+    from ddpm_lessons.exercises.ch5 import annotated_diffusion_embedding
+
+    ok, out = verdict(exercises.check_sinusoidal_embedding, lambda t, dim: annotated_diffusion_embedding(t, dim).float())
+    assert ok and "The Annotated Diffusion Model's convention" in out and "correct" in out
