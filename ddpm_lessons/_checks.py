@@ -78,6 +78,16 @@ def same_shape(reference, other, reference_name: str, other_name: str, where: st
     return other
 
 
+def _integer_steps(t, name: str, what: str, batch: int, where: str) -> torch.Tensor:
+    """``t`` (an int, or an integer tensor) as a tensor; an int or 0-d tensor is broadcast to (batch,)."""
+    if isinstance(t, bool) or not (isinstance(t, Integral) or torch.is_tensor(t)):
+        raise ValueError(f"{where}: {name} must be an integer or a LongTensor of shape ({batch},), got {_seen(t)}")
+    t = torch.as_tensor(t)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{where}: {name} must hold {what} (a LongTensor), got dtype {t.dtype}")
+    return t.expand(batch) if t.ndim == 0 else t
+
+
 def timesteps(t, T: int, batch: int, where: str, device=None) -> torch.Tensor:
     """``t`` as a LongTensor (batch,) of 0-based steps in 0 … T-1; an int (or 0-d tensor) is broadcast.
 
@@ -87,13 +97,7 @@ def timesteps(t, T: int, batch: int, where: str, device=None) -> torch.Tensor:
     key = (T, batch, torch.device(device) if device is not None else None)
     if torch.is_tensor(t) and getattr(t, "_checked_for", None) == key:
         return t
-    if isinstance(t, bool) or not (isinstance(t, Integral) or torch.is_tensor(t)):
-        raise ValueError(f"{where}: t must be an integer or a LongTensor of shape ({batch},), got {_seen(t)}")
-    t = torch.as_tensor(t)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise ValueError(f"{where}: t must hold integer steps 0 … {T - 1} (a LongTensor), got dtype {t.dtype}")
-    if t.ndim == 0:
-        t = t.expand(batch)
+    t = _integer_steps(t, "t", f"integer steps 0 … {T - 1}", batch, where)
     if tuple(t.shape) != (batch,):
         raise ValueError(f"{where}: t must have shape (batch,) = ({batch},), one step per example; "
                          f"got {tuple(t.shape)}")
@@ -316,3 +320,44 @@ def labels(y, num_classes: int, batch: int, where: str, *, allow_null: bool = Tr
         raise ValueError(f"{where}: labels must lie in 0 … {num_classes - 1}{null}; got values from "
                          f"{y.min().item()} to {y.max().item()}")
     return y.long()
+
+
+def previous_steps(t_prev, t: torch.Tensor, where: str) -> torch.Tensor:
+    """``t_prev`` as a LongTensor like ``t`` (a checked LongTensor (batch,)) with −1 ≤ t_prev < t elementwise:
+    the 0-based step a sampler jumps to from ``t`` (chapter 6); −1 means x_0 itself (ᾱ = 1)."""
+    t_prev = _integer_steps(t_prev, "t_prev", "integer steps −1 … t−1", len(t), where)
+    if tuple(t_prev.shape) != tuple(t.shape):
+        raise ValueError(f"{where}: t_prev must have t's shape {tuple(t.shape)}, one step per example; "
+                         f"got {tuple(t_prev.shape)}")
+    t_prev = t_prev.to(device=t.device, dtype=torch.long)
+    if len(t) and ((t_prev < -1) | (t_prev >= t)).any():
+        i = int(((t_prev < -1) | (t_prev >= t)).nonzero()[0])
+        raise ValueError(f"{where}: t_prev must lie in −1 … t−1 (an earlier step; −1 is x_0 itself, where ᾱ = 1); "
+                         f"got t_prev = {int(t_prev[i])} for t = {int(t[i])} (example {i})")
+    return t_prev
+
+
+def step_schedule(steps, T: int, where: str) -> torch.Tensor:
+    """``steps`` as a LongTensor (S,) of 0-based steps that a few-step sampler visits (chapter 6): values
+    in 0 … T-1, strictly decreasing (from the noisiest step down), ending at 0 (the step to x_0)."""
+    example = "e.g. dl.ddim.step_schedule(T, S) or torch.tensor([99, 66, 33, 0])"
+    if isinstance(steps, (list, tuple)) and all(isinstance(s, Integral) and not isinstance(s, bool) for s in steps):
+        steps = torch.tensor(steps, dtype=torch.long)
+    if not torch.is_tensor(steps) or steps.ndim != 1 or len(steps) == 0 or steps.is_floating_point() \
+            or steps.is_complex() or steps.dtype == torch.bool:
+        raise ValueError(f"{where}: a step schedule must be a non-empty 1-D LongTensor (or list) of 0-based steps, "
+                         f"{example}; got {_seen(steps)}")
+    steps = steps.detach().to("cpu", torch.long)
+    if steps.min() < 0 or steps.max() >= T:
+        raise ValueError(f"{where}: the steps of a schedule must lie in 0 … T-1 = 0 … {T - 1} (0-based: index t is "
+                         f"the paper's step t+1); got values from {int(steps.min())} to {int(steps.max())}")
+    rising = (steps[1:] >= steps[:-1]).nonzero()
+    if len(rising):
+        i = int(rising[0])
+        raise ValueError(f"{where}: a step schedule must be strictly decreasing (from the noisiest step down to 0, "
+                         f"each step once); got steps[{i}] = {int(steps[i])}, steps[{i + 1}] = {int(steps[i + 1])}. "
+                         f"{example[0].upper()}{example[1:]}")
+    if steps[-1] != 0:
+        raise ValueError(f"{where}: a step schedule must end at 0 (the last step, to x_0); got one ending at "
+                         f"{int(steps[-1])}. Append 0, {example}")
+    return steps

@@ -1,14 +1,15 @@
 """Benchmark of chapter 5: training and sampling images/s of the chapter's U-Net, on whatever device.
 
     python -m ddpm_lessons.bench                  # defaults sized for the device (small on a CPU)
-    python -m ddpm_lessons.bench --repeats 5 --steps 50 --batch-size 128
+    python -m ddpm_lessons.bench --repeats 5 --steps 50 --batch-size 128 --ddim-steps 50
 
 Prints one JSON object: the median (and every run) of
 
 - ``train_fast``: :func:`ddpm_lessons.training.train` on the fast path: the dataset on the device as
   uint8 (:class:`~ddpm_lessons.training.TensorBatches`), AMP (bf16/fp16) and channels-last on CUDA;
 - ``train_plain``: the plain loop: fp32, a torchvision dataset through a ``DataLoader``, no AMP;
-- ``sample``: images/s of the ``Diffusion`` sampler (a full chain of T steps per image).
+- ``sample``: images/s of the ``Diffusion`` sampler (a full chain of T steps per image);
+- ``ddim_sample``: images/s of DDIM (chapter 6) in ``ddim_steps`` steps (default 50) per image.
 
 Warm-up steps (cuDNN autotuning, allocator) are excluded from every timing.
 """
@@ -23,7 +24,7 @@ import warnings
 
 import torch
 
-from . import _checks, settings, training
+from . import _checks, ddim, settings, training
 from .data import fashion_mnist, fashion_mnist_tensors
 from .diffusion import Diffusion, ScheduleWarning
 from .models.unet import UNet, UNetConfig
@@ -31,8 +32,8 @@ from .schedules import cosine_beta_schedule
 from .utils import count_parameters
 
 DEFAULTS = {  # per device type: small on a CPU so that the benchmark ends in a few minutes
-    "cpu": dict(batch_size=32, steps=6, warmup=2, repeats=3, sample_batch=32, sample_T=10),
-    "cuda": dict(batch_size=128, steps=60, warmup=15, repeats=5, sample_batch=256, sample_T=100),
+    "cpu": dict(batch_size=32, steps=6, warmup=2, repeats=3, sample_batch=32, sample_T=10, ddim_steps=50),
+    "cuda": dict(batch_size=128, steps=60, warmup=15, repeats=5, sample_batch=256, sample_T=100, ddim_steps=50),
 }
 
 
@@ -67,31 +68,45 @@ def train_plain(model_config: UNetConfig, dataset, diffusion: Diffusion, batch_s
                         amp=False, channels_last=False, device=device)
 
 
-def sample_rate(model_config: UNetConfig, diffusion: Diffusion, batch_size: int, device: torch.device,
-                seed: int = 0) -> float:
-    """Images/s of the sampler: a batch through all T reverse steps, timed after one warm-up step."""
+def _timed_sampling(model_config: UNetConfig, batch_size: int, device: torch.device, seed: int, sampler) -> float:
+    """Images/s of ``sampler(model, shape)``, timed after a warm-up call of ``sampler(model, shape, warmup=True)``."""
     torch.manual_seed(seed)
     model = UNet(model_config).to(device).eval()
     shape = (batch_size, model.channels, 28, 28)
-    with warnings.catch_warnings():  # a one-step diffusion, for the warm-up only: its ᾱ_T is far from 0
-        warnings.simplefilter("ignore", ScheduleWarning)
-        Diffusion(diffusion.float64["betas"][:1]).sample(model, shape, device=device)
+    sampler(model, shape, warmup=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    diffusion.sample(model, shape, device=device)
+    sampler(model, shape, warmup=False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return batch_size / (time.perf_counter() - started)
 
 
+def sample_rate(model_config: UNetConfig, diffusion: Diffusion, batch_size: int, device: torch.device,
+                seed: int = 0) -> float:
+    """Images/s of the sampler: a batch through all T reverse steps, timed after one warm-up step."""
+    def sampler(model, shape, warmup):
+        chain = Diffusion(diffusion.float64["betas"][:1]) if warmup else diffusion   # warm-up: one step
+        return chain.sample(model, shape, device=device)
+    return _timed_sampling(model_config, batch_size, device, seed, sampler)
+
+
+def ddim_sample_rate(model_config: UNetConfig, diffusion: Diffusion, batch_size: int, device: torch.device,
+                     steps: int = 50, seed: int = 0) -> float:
+    """Images/s of DDIM (η = 0) in ``steps`` steps (chapter 6), timed after a one-step warm-up."""
+    def sampler(model, shape, warmup):
+        return ddim.sample(diffusion, model, shape, steps=1 if warmup else steps, device=device)
+    return _timed_sampling(model_config, batch_size, device, seed, sampler)
+
+
 def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sample_batch=None,
-        sample_T=None, model_config: UNetConfig | None = None) -> dict:
+        sample_T=None, model_config: UNetConfig | None = None, ddim_steps=None) -> dict:
     """Run the benchmark; returns the dictionary that ``python -m ddpm_lessons.bench`` prints as JSON."""
     device = torch.device(device) if device is not None else settings.get_device()
     defaults = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
     options = dict(batch_size=batch_size, steps=steps, warmup=warmup, repeats=repeats,
-                   sample_batch=sample_batch, sample_T=sample_T)
+                   sample_batch=sample_batch, sample_T=sample_T, ddim_steps=ddim_steps)
     options = {k: defaults[k] if v is None else v for k, v in options.items()}
     for key, value in options.items():
         _checks.positive_int(value, key, "bench")
@@ -101,7 +116,8 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
     dataset = fashion_mnist(train=True)
     diffusion = Diffusion(cosine_beta_schedule(options["sample_T"]))
     train_diffusion = Diffusion(cosine_beta_schedule(1000))
-    runs = {"train_fast": [], "train_plain": [], "sample": []}
+    ddim_diffusion = Diffusion(cosine_beta_schedule(max(options["sample_T"], options["ddim_steps"])))
+    runs = {"train_fast": [], "train_plain": [], "sample": [], "ddim_sample": []}
     for repeat in range(options["repeats"]):
         # alternate the order so that neither path always runs on a warmer machine
         order = ("train_fast", "train_plain") if repeat % 2 == 0 else ("train_plain", "train_fast")
@@ -114,6 +130,8 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
                                    options["warmup"], device, seed=repeat)
             runs[name].append(rate)
         runs["sample"].append(sample_rate(model_config, diffusion, options["sample_batch"], device, seed=repeat))
+        runs["ddim_sample"].append(ddim_sample_rate(model_config, ddim_diffusion, options["sample_batch"], device,
+                                                    options["ddim_steps"], seed=repeat))
 
     median = {name: statistics.median(values) for name, values in runs.items()}
     return {
@@ -129,6 +147,8 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
         "sample_images_per_s": median["sample"],
         "sample_T": options["sample_T"],
         "denoiser_evaluations_per_s": median["sample"] * options["sample_T"],
+        "ddim_sample_images_per_s": median["ddim_sample"],
+        "ddim_steps": options["ddim_steps"],
         "runs": runs,
     }
 
@@ -136,7 +156,7 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m ddpm_lessons.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: the fastest available)")
-    for name in ("batch-size", "steps", "warmup", "repeats", "sample-batch", "sample-T"):
+    for name in ("batch-size", "steps", "warmup", "repeats", "sample-batch", "sample-T", "ddim-steps"):
         parser.add_argument(f"--{name}", type=int, default=None, help="default: sized for the device")
     parser.add_argument("--dim", type=int, default=UNetConfig.dim)
     parser.add_argument("--dim-mults", default=",".join(map(str, UNetConfig.dim_mults)),
@@ -148,7 +168,8 @@ def main(argv=None) -> dict:
         parser.error(f"--dim-mults must be comma-separated ints, got {args.dim_mults!r}")
     config = UNetConfig(dim=args.dim, dim_mults=dim_mults)
     result = run(device=args.device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                 repeats=args.repeats, sample_batch=args.sample_batch, sample_T=args.sample_T, model_config=config)
+                 repeats=args.repeats, sample_batch=args.sample_batch, sample_T=args.sample_T, model_config=config,
+                 ddim_steps=args.ddim_steps)
     json.dump(result, sys.stdout, indent=2)
     print()
     return result

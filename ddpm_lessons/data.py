@@ -5,6 +5,7 @@ The models see data in [-1, 1] (the book's convention, stated in its introductio
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -182,6 +183,13 @@ def fashion_mnist_tensors(train: bool = True, root: str | Path | None = None):
     """The whole split as tensors: uint8 images (N, 1, 28, 28) and int64 labels (N,)."""
     ds = fashion_mnist(train=train, root=root)
     return ds.data.unsqueeze(1).clone(), ds.targets.clone()
+
+
+def fingerprint(images: torch.Tensor) -> str:
+    """12 hex digits of the SHA-256 of a tensor's bytes: names what a cached model was trained on."""
+    if not torch.is_tensor(images):
+        raise ValueError(f"fingerprint(): expected a tensor of images, got {type(images).__name__}")
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
 def describe(ds) -> str:

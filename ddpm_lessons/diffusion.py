@@ -110,8 +110,10 @@ class Diffusion:
                 f"alphas_cumprod[T-1]={self.alphas_cumprod[-1].item():.3g}, device={self.device})")
 
     def _at(self, name: str, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Quantity ``name`` at steps ``t``, shaped (batch, 1, …, 1) to broadcast against ``x``, on x's device."""
-        values = getattr(self, name).to(x.device)[t].to(x.dtype)
+        """Quantity ``name`` at steps ``t``, shaped (batch, 1, …, 1) to broadcast against ``x``, on x's device
+        (from the float64 schedule for float64 data, so that they keep their precision)."""
+        table = self.float64[name] if x.dtype == torch.float64 else getattr(self, name)
+        values = table.to(x.device)[t].to(x.dtype)
         return values.reshape(-1, *([1] * (x.ndim - 1)))
 
     def _checked(self, where: str, x, t, x_name: str = "x_t"):

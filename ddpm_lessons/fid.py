@@ -9,7 +9,6 @@ published ones.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import _checks, checkpoints, settings
-from .data import fashion_mnist_tensors, to_model_range
+from .data import fashion_mnist_tensors, fingerprint, to_model_range
 from .models.classifier import FashionClassifier
 
 CACHE_KIND = "fid_classifier/1"
@@ -115,10 +114,6 @@ def fid(images: torch.Tensor, reference: torch.Tensor, classifier=None) -> float
                             *feature_statistics(classifier_features(reference, classifier)))
 
 
-def _fingerprint(images: torch.Tensor) -> str:
-    return hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:12]
-
-
 def accuracy(model: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
     """Fraction of ``images_uint8`` (N, 1, 28, 28) that ``model`` labels correctly."""
     model.eval()
@@ -165,7 +160,7 @@ def fid_classifier(cache_dir: str | Path | None = None, verbose: bool = True, ep
     images, labels = fashion_mnist_tensors(train=True)
     test_images, test_labels = fashion_mnist_tensors(train=False)
     cache_dir = Path(cache_dir) if cache_dir is not None else settings.cache_dir()
-    path = cache_dir / f"fid_classifier_{len(images)}_{_fingerprint(images)}_{epochs}epochs.pt"
+    path = cache_dir / f"fid_classifier_{len(images)}_{fingerprint(images)}_{epochs}epochs.pt"
     model = FashionClassifier()
     state = None
     if path.is_file():

@@ -6,7 +6,7 @@ import pytest
 from ddpm_lessons import bench
 from ddpm_lessons.models import UNetConfig
 
-TINY = dict(device="cpu", batch_size=4, steps=2, warmup=1, repeats=1, sample_batch=2, sample_T=2,
+TINY = dict(device="cpu", batch_size=4, steps=2, warmup=1, repeats=1, sample_batch=2, sample_T=2, ddim_steps=3,
             model_config=UNetConfig(dim=8, dim_mults=(1, 2), attn_heads=1, attn_dim_head=8))
 
 
@@ -23,11 +23,20 @@ def test_bench_run_reports_medians_and_speedup():
     json.dumps(result)  # serialisable
 
 
+def test_bench_reports_ddim_beside_ddpm():
+    """DDIM in S steps beside DDPM's T-step chain: the same network, so S < T steps must be faster per image."""
+    result = bench.run(**{**TINY, "sample_T": 12, "ddim_steps": 2})
+    assert result["ddim_steps"] == 2 and result["options"]["ddim_steps"] == 2
+    assert result["ddim_sample_images_per_s"] > 0 and len(result["runs"]["ddim_sample"]) == 1
+    assert result["ddim_sample_images_per_s"] > result["sample_images_per_s"]   # 2 model calls per image, not 12
+    assert bench.DEFAULTS["cpu"]["ddim_steps"] == bench.DEFAULTS["cuda"]["ddim_steps"] == 50
+
+
 def test_bench_main_prints_json(capsys):
     bench.main(["--device", "cpu", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--repeats", "1",
-                "--sample-batch", "2", "--sample-T", "1", "--dim", "8", "--dim-mults", "1,2"])
+                "--sample-batch", "2", "--sample-T", "1", "--ddim-steps", "2", "--dim", "8", "--dim-mults", "1,2"])
     printed = json.loads(capsys.readouterr().out)
-    assert printed["model"]["dim_mults"] == [1, 2] and printed["options"]["steps"] == 1
+    assert printed["model"]["dim_mults"] == [1, 2] and printed["options"]["steps"] == 1 and printed["ddim_steps"] == 2
 
 
 def test_bench_bad_options():

@@ -355,3 +355,14 @@ def test_cuda():
     assert d.loss(model, torch.randn(8, 2)).device.type == "cuda"
     x0 = torch.randn(4, 2, device="cuda")
     assert d.q_sample(x0, torch.tensor([0, 1, 2, 3])).device.type == "cuda"
+
+
+def test_float64_data_use_the_float64_schedule():
+    """Data in float64 keep their precision: the coefficients come from d.float64, not the float32 copies."""
+    d = Diffusion(schedules.cosine_beta_schedule(1000))
+    x_t = torch.randn(4, 3, dtype=torch.float64)
+    eps = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.tensor([0, 10, 500, 999])
+    a = d.float64["alphas_cumprod"][t][:, None]
+    assert torch.allclose(d.predict_x0(x_t, t, eps), (x_t - (1 - a).sqrt() * eps) / a.sqrt(), rtol=1e-12, atol=0)
+    assert d.predict_x0(x_t.float(), t, eps.float()).dtype == torch.float32

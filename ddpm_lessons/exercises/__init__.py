@@ -12,6 +12,7 @@ from .ch2 import check_q_sample
 from .ch3 import check_p_sample, check_q_posterior
 from .ch4 import check_loss, check_predict_x0_loss, check_training_step
 from .ch5 import check_ema_update, check_resnet_block, check_sinusoidal_embedding
+from .ch6 import check_ddim_inversion, check_ddim_step, check_respaced_betas, check_step_schedule
 from .ch7 import check_drop_labels, check_guided_eps
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "check_q_posterior", "check_p_sample",
     "check_loss", "check_predict_x0_loss", "check_training_step",
     "check_sinusoidal_embedding", "check_resnet_block", "check_ema_update",
+    "check_ddim_step", "check_step_schedule", "check_respaced_betas", "check_ddim_inversion",
     "check_drop_labels", "check_guided_eps",
 ]
