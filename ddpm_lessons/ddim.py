@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 
 from . import _checks, sampling
-from .diffusion import TARGETS, _randn_like
+from .diffusion import TARGETS
+from .sampling import randn_like
 from .utils import module_device_dtype
 
 SPACINGS = ("uniform", "quadratic")
@@ -118,7 +119,7 @@ def ddim_step(diffusion, model, x_t: torch.Tensor, t, t_prev, eta: float, genera
     direction = (1 - alpha_bar_prev - sigma ** 2).clamp(min=0).sqrt()      # the weight of ε̂ ("direction to x_t")
     x_prev = _like(alpha_bar_prev.sqrt(), x_t) * x0 + _like(direction, x_t) * eps
     if eta > 0:
-        x_prev = x_prev + _like(sigma, x_t) * _randn_like(x_t, generator)
+        x_prev = x_prev + _like(sigma, x_t) * randn_like(x_t, generator)
     return x_prev
 
 
@@ -132,7 +133,7 @@ def _start(diffusion, model, shape, x_T, generator, device, where: str) -> torch
         if tuple(x_T.shape) != shape:
             raise ValueError(f"{where}: x_T must have the shape {shape}; got {tuple(x_T.shape)}")
         return x_T.to(device=device, dtype=model_dtype or x_T.dtype)
-    return _randn_like(torch.empty(shape, dtype=model_dtype or torch.float32, device=device), generator)
+    return randn_like(torch.empty(shape, dtype=model_dtype or torch.float32, device=device), generator)
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks, sampling
+from .sampling import randn_like
 from .schedules import alphas_cumprod as cumulative_alphas
 from .schedules import check_betas
 from .utils import module_device_dtype
@@ -56,13 +57,6 @@ def schedule_quantities(betas: torch.Tensor) -> dict:
 
 class ScheduleWarning(_checks.BookWarning):
     """A schedule that works but defeats the method: x_T still holds a visible part of the data."""
-
-
-def _randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """N(0, I) noise of x's shape, dtype and device, drawn with ``generator`` (on its own device) when given."""
-    if generator is None:
-        return torch.randn_like(x)
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
 
 
 class Diffusion:
@@ -166,7 +160,7 @@ class Diffusion:
         ``noise`` is ε (drawn from N(0, I) with ``generator`` when not given).
         """
         x0, t = self._checked("q_sample()", _checks.data(x0, "x0", "q_sample()"), t, "x0")
-        noise = (_randn_like(x0, _checks.generator(generator, "q_sample()")) if noise is None else
+        noise = (randn_like(x0, _checks.generator(generator, "q_sample()")) if noise is None else
                  _checks.finite(_checks.same_shape(x0, noise, "x0", "noise", "q_sample()"), "noise", "q_sample()"))
         return self._at("sqrt_alphas_cumprod", t, x0) * x0 + self._at("sqrt_one_minus_alphas_cumprod", t, x0) * noise
 
@@ -228,7 +222,7 @@ class Diffusion:
         mean = self.p_mean(model, x_t, t, target=target, clip_x0=clip_x0)
         sigma2 = self._at("betas" if variance == "beta" else "posterior_variance", t, x_t)
         sigma = sigma2.sqrt() * (t > 0).to(x_t.dtype).reshape(sigma2.shape)   # z = 0 at the last step
-        return mean + sigma * _randn_like(x_t, _checks.generator(generator, "p_sample()"))
+        return mean + sigma * randn_like(x_t, _checks.generator(generator, "p_sample()"))
 
     @torch.no_grad()
     def p_sample_loop_progressive(self, model, shape, *, generator: torch.Generator | None = None,
@@ -245,7 +239,7 @@ class Diffusion:
         generator = _checks.generator(generator, "sample()")
         model_device, model_dtype = module_device_dtype(model)
         device = _checks.device(device, "sample()") if device is not None else (model_device or self.device)
-        x = _randn_like(torch.empty(shape, dtype=model_dtype or torch.float32, device=device), generator)
+        x = randn_like(torch.empty(shape, dtype=model_dtype or torch.float32, device=device), generator)
         steps = torch.arange(self.T, device=device).repeat_interleave(shape[0]).view(self.T, shape[0])
         yield self.T, x
         for t in reversed(range(self.T)):
@@ -282,7 +276,7 @@ class Diffusion:
         if t is None:
             t = torch.randint(0, self.T, (x0.shape[0],), generator=generator,
                               device=generator.device if generator is not None else x0.device)
-        noise = _randn_like(x0, generator) if noise is None else _checks.same_shape(x0, noise, "x0", "noise", "loss()")
+        noise = randn_like(x0, generator) if noise is None else _checks.same_shape(x0, noise, "x0", "noise", "loss()")
         x0, t = self._checked("loss()", x0, t, "x0")
         x_t = self.q_sample(x0, t, noise.to(x0.device))
         prediction = self.model_output(model, x_t, t)

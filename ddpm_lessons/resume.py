@@ -13,20 +13,11 @@ import warnings
 import torch
 
 from . import _checks
+from .utils import same_values
 
 
 class ResumeWarning(_checks.BookWarning):
     """A setting of the resumed call differs from the checkpoint's, and the new value is used."""
-
-
-def _same(a, b) -> bool:
-    if torch.is_tensor(a) or torch.is_tensor(b):
-        return torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and torch.equal(a.cpu(), b.cpu())
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def _start_afresh(path) -> str:
@@ -41,7 +32,7 @@ def resume_run(path, saved: dict, steps: int, settings: dict, metadata: dict, mo
         raise ValueError(f"resume: the checkpoint {path} is already at step {step}, and steps={steps}: nothing "
                          f"to train. Pass steps > {step} to continue. {_start_afresh(path)}")
     for key in sorted(set(saved["metadata"]) | set(metadata)):
-        if not _same(saved["metadata"].get(key), metadata.get(key)):
+        if not same_values(saved["metadata"].get(key), metadata.get(key)):
             raise ValueError(f"resume: the checkpoint {path} was written with a different {key} "
                              f"({saved['metadata'].get(key)!r:.80} there, {metadata.get(key)!r:.80} now); resuming "
                              f"would mix two runs. {_start_afresh(path)}")

@@ -13,6 +13,13 @@ import torch
 from . import _progress
 
 
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, I) noise of x's shape, dtype and device, drawn with ``generator`` (on its own device) when given."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
+
+
 class Trajectory(NamedTuple):
     """A sampling run kept state by state (on the CPU): what ``sample(..., return_trajectory=True)`` returns.
 

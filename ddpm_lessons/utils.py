@@ -1,6 +1,7 @@
 """Small helpers that any part of the module may use."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -59,3 +60,14 @@ def show_source(obj) -> None:
         print(bundle["text/plain"], end="")
     else:
         display(bundle, raw=True)
+
+
+def same_values(a, b) -> bool:
+    """True when two values (tensors, numbers, strings, or dicts and lists of them) are equal, exactly."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and torch.equal(a.cpu(), b.cpu())
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b))
+    return a == b

@@ -31,6 +31,7 @@ from .data import fashion_mnist_tensors, fingerprint
 from .diffusion import Diffusion
 from .models.unet import UNet, UNetConfig
 from .schedules import SCHEDULES
+from .utils import same_values
 
 KIND = "zoo.unet_fashion_mnist/1"
 """Stored in every checkpoint of :func:`unet_fashion_mnist`; a change of the training code bumps it."""
@@ -158,12 +159,12 @@ class Pretrained:
 def _differences(saved: dict, expected: dict) -> str | None:
     """Why a checkpoint's metadata is not what this call expects, in words; None when it is."""
     for key in expected:
-        if training._same(saved.get(key), expected[key]):
+        if same_values(saved.get(key), expected[key]):
             continue
         there, now = saved.get(key), expected[key]
         if key in ("recipe", "model_config") and isinstance(there, dict):
             changed = [f"{name} {there.get(name)!r} there, {now[name]!r} now" for name in now
-                       if not training._same(there.get(name), now[name])]
+                       if not same_values(there.get(name), now[name])]
             return f"it was trained with a different {'recipe' if key == 'recipe' else 'U-Net config'} ({'; '.join(changed)})"
         if key == "data" and isinstance(there, dict):
             return (f"it was trained on other images ({there.get('images')} images with fingerprint "
