@@ -5,6 +5,8 @@ number can be read: a model is good when its distance is close to the baseline.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _checks
@@ -178,3 +180,25 @@ def data_baseline(metric, draw, n: int, repeats: int = 3, seed: int = 0):
     if isinstance(values[0], dict):
         return {key: sum(v[key] for v in values) / repeats for key in values[0]}
     return sum(values) / repeats
+
+
+# ---------------------------------------------------------------- is a difference more than seed noise? (chapters 4, 5)
+def permutation_p_value(a, b) -> float:
+    """Exact two-sided permutation test of equal means for two small sets of runs (chapters 4 and 5).
+
+    The share of all ways to split ``a + b`` into groups of their sizes whose means differ at least
+    as much as ``a``'s and ``b``'s: small when the difference is more than the runs' own scatter.
+    With n runs per side the smallest possible value is 2 / C(2n, n) (2/70 for 4 seeds, 0.1 for 3).
+    """
+    import itertools
+    import statistics
+
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if not a or not b or not all(math.isfinite(v) for v in a + b):
+        raise ValueError("permutation_p_value(): expected two non-empty lists of finite numbers (one per run)")
+    pooled, observed = a + b, abs(statistics.mean(a) - statistics.mean(b))
+    splits = list(itertools.combinations(range(len(pooled)), len(a)))
+    extreme = sum(abs(statistics.mean(pooled[i] for i in group)
+                      - statistics.mean(pooled[i] for i in range(len(pooled)) if i not in group)) >= observed - 1e-12
+                  for group in splits)
+    return extreme / len(splits)

@@ -159,3 +159,13 @@ def test_data_baseline_averages_dicts_key_by_key():
     expected = [sample_distances(a, b, curve) for a, b in pairs]
     assert result == pytest.approx({k: (expected[0][k] + expected[1][k]) / 2 for k in expected[0]})
     assert result["curve"] < 0.01  # noise-free points lie on the curve, up to the vertex spacing
+
+
+def test_permutation_p_value_is_exact():
+    from ddpm_lessons.metrics import permutation_p_value
+
+    assert permutation_p_value([1.0, 2.0], [1.0, 2.0]) == 1.0
+    assert permutation_p_value([0.0, 0.1, 0.2, 0.3], [5, 6, 7, 8]) == 2 / 70   # the two extreme splits of 70
+    assert permutation_p_value([0.0, 0.1, 0.2], [5, 6, 7]) == 2 / 20
+    with pytest.raises(ValueError, match="finite numbers"):
+        permutation_p_value([1.0, float("nan")], [1.0])

@@ -33,7 +33,8 @@ class UNetConfig:
 
     ``dim``: channels of the first level; level i has ``dim · dim_mults[i]``. ``block``: "resnet"
     (scale-and-shift time conditioning) or "convnext". ``attn_heads``/``attn_dim_head``: the
-    attention's shape (linear attention in every level, full attention in the middle). ``T``: the
+    attention's shape (linear attention in every level, full attention in the middle);
+    ``full_res_attention=False`` leaves the linear attention out at the full resolution. ``T``: the
     number of diffusion steps it is trained for, when known: then steps t >= T and a ``Diffusion``
     with another T are refused with a clear error (the time embedding only knows 0 … T-1).
     ``num_classes``: None (chapter 5, unconditional) or the number of classes C of a class-conditional
@@ -47,6 +48,7 @@ class UNetConfig:
     groups: int = 8
     attn_heads: int = 2
     attn_dim_head: int = 16
+    full_res_attention: bool = True
     T: int | None = None
     num_classes: int | None = None
 
@@ -62,6 +64,8 @@ class UNetConfig:
         _checks.one_of(self.block, BLOCKS, "block", where)
         for name in ("groups", "attn_heads", "attn_dim_head"):
             _checks.positive_int(getattr(self, name), name, where)
+        if not isinstance(self.full_res_attention, bool):
+            raise ValueError(f"{where}: full_res_attention must be True or False, got {self.full_res_attention!r}")
         if self.T is not None:
             _checks.positive_int(self.T, "T (the number of diffusion steps)", where)
         if self.num_classes is not None:
@@ -111,7 +115,7 @@ class UNet(nn.Module):
             self.downs.append(nn.ModuleList([
                 make_block(d_in, d_out),
                 make_block(d_out, d_out),
-                Residual(PreNorm(d_out, linear_attention(d_out))),
+                Residual(PreNorm(d_out, linear_attention(d_out))) if level or config.full_res_attention else nn.Identity(),
                 Downsample(d_out) if level < last else nn.Identity(),
             ]))
         mid = dims[-1]
@@ -124,7 +128,8 @@ class UNet(nn.Module):
             self.ups.append(nn.ModuleList([
                 make_block(2 * d_out, d_in),  # concatenated with the encoder's skip of the same level
                 make_block(d_in, d_in),
-                Residual(PreNorm(d_in, linear_attention(d_in))),
+                Residual(PreNorm(d_in, linear_attention(d_in))) if level < last or config.full_res_attention
+                else nn.Identity(),
                 Upsample(d_in) if level < last else nn.Identity(),
             ]))
         self.final_block = make_block(2 * dim, dim)
