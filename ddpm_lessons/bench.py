@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from . import _checks, ddim, settings, training
+from . import _checks, ddim, precision, settings, training
 from .data import fashion_mnist, fashion_mnist_tensors
 from .diffusion import Diffusion, ScheduleWarning
 from .models.unet import UNet, UNetConfig
@@ -141,7 +141,7 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
     return {
         "device": settings.device_name(device),
         "torch": torch.__version__,
-        "amp_dtype": str(training.autocast_dtype(device)).replace("torch.", "") if device.type == "cuda" else "fp32",
+        "amp_dtype": precision.name(precision.autocast_dtype(device, UNet(model_config))),
         "model": {**model_config.to_dict(), "parameters": count_parameters(UNet(model_config))},
         "options": options,
         "dataset_images": len(images),

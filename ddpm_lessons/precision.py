@@ -4,8 +4,9 @@ Under ``torch.autocast`` the convolutions and matrix products run in a 16-bit fo
 weights, the optimizer and the diffusion's formulas stay in float32. Chosen automatically:
 
 - CUDA: bfloat16 where the GPU has it (Ampere and newer), else float16 with a gradient scaler;
-- CPU: bfloat16 where the processor computes it natively (AVX-512 BF16 or AMX, which oneDNN
-  uses), else float32 — emulated bfloat16 would be slower than float32;
+- CPU: bfloat16 for convolutional networks where the processor computes it natively (AVX-512 BF16
+  or AMX, which oneDNN uses), else float32 — emulated bfloat16 would be slower than float32, and the
+  small MLPs gain nothing;
 - anything else (Apple's MPS): float32.
 """
 from __future__ import annotations
@@ -21,13 +22,19 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def autocast_dtype(device) -> torch.dtype | None:
-    """The dtype ``torch.autocast`` should use on ``device``, or None to stay in float32 (module docstring)."""
+def autocast_dtype(device, model=None) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` should use on ``device`` for ``model``, or None to stay in float32.
+
+    On a CPU only convolutional networks gain (oneDNN's bf16 convolutions); the small MLPs of
+    chapters 3-4 would only lose precision, so a ``model`` without convolutions stays in float32.
+    """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
+        modules = model.modules() if isinstance(model, torch.nn.Module) else ()
+        convolutional = model is None or any(isinstance(m, torch.nn.Conv2d) for m in modules)
+        return torch.bfloat16 if convolutional else None
     return None
 
 

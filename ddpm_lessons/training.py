@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import _checks, _progress, checkpoints
+from . import _checks, _progress, checkpoints, precision
 from .resume import ResumeWarning, resume_run  # noqa: F401  (ResumeWarning: dl.training.ResumeWarning)
 from .batches import TensorBatches, batch_device, batch_length, forever, to_device  # noqa: F401  (TensorBatches, forever: dl.training.*)
 
@@ -38,13 +38,6 @@ EXPLOSION_FACTOR = 1e3
 
 class CheckpointWarning(_checks.BookWarning):
     """A checkpoint could not be written (disk full, read-only); training goes on without it."""
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with a gradient scaler); None (fp32) off CUDA."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 @dataclass
@@ -180,8 +173,9 @@ def train(
 
     ``batches`` is an iterator of batches (:class:`TensorBatches`, or ``forever(DataLoader)``).
     ``optimizer``: "adam" or "adamw". ``ema_decay`` keeps EMA weights with ``torch.optim.swa_utils``
-    (chapter 5). ``amp`` uses autocast on CUDA: bf16 where supported, else fp16 with a gradient
-    scaler. ``max_seconds`` stops early when the time is up (``result.stopped_by_time``).
+    (chapter 5). ``amp`` uses mixed precision where it helps (:mod:`ddpm_lessons.precision`: bf16 on
+    GPUs and CPUs that have it, fp16 with a gradient scaler on older GPUs; the result's
+    ``extras["precision"]`` says which). ``max_seconds`` stops early when the time is up (``result.stopped_by_time``).
     ``checkpoint_path`` with ``checkpoint_every_s`` saves during and at the end of training, with
     ``metadata`` (what is needed to use the model again: its config, the diffusion's betas) and the
     model's ``config`` when it has one; ``resume=True`` continues from that file (module docstring).
@@ -204,12 +198,13 @@ def train(
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
-    amp_dtype = autocast_dtype(device) if amp else None
+    amp_dtype = precision.autocast_dtype(device, model) if amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
            if ema_decay is not None else None)
     path = Path(checkpoint_path).expanduser() if checkpoint_path is not None else None
-    result = TrainResult(model=model, history=[], ema_model=ema, optimizer=opt, checkpoint_path=path)
+    result = TrainResult(model=model, history=[], ema_model=ema, optimizer=opt, checkpoint_path=path,
+                         extras={"precision": precision.name(amp_dtype)})
     if resume:
         resume_run(path, checkpoints.load(path), steps, settings, metadata, model, opt, ema, scaler, batches, result)
 

@@ -134,8 +134,14 @@ def test_train_rejects_a_non_iterator():
         training.train(nn.Linear(3, 1), _loss, [torch.zeros(2, 4)], steps=1, progress=False)
 
 
-def test_autocast_dtype_off_cuda_is_fp32():
-    assert training.autocast_dtype(torch.device("cpu")) is None
+def test_mixed_precision_is_chosen_by_device_and_network():
+    from ddpm_lessons import precision
+
+    conv, mlp = nn.Conv2d(1, 1, 3), nn.Linear(3, 1)
+    expected = torch.bfloat16 if precision.cpu_has_native_bf16() else None
+    assert precision.autocast_dtype("cpu", conv) is expected and precision.autocast_dtype("cpu", mlp) is None
+    result = training.train(mlp, _loss, _batches(), steps=2, progress=False)
+    assert result.extras["precision"] == "fp32"
 
 
 # ---------------------------------------------------------------- a careless student's training calls
