@@ -2,11 +2,19 @@
 
     python -m ddpm_lessons.bench                  # defaults sized for the device (small on a CPU)
     python -m ddpm_lessons.bench --repeats 5 --steps 50 --batch-size 128 --ddim-steps 50
+    python -m ddpm_lessons.bench --against diffusers,lucidrains        # the peers, matched in size (CPU)
+    python -m ddpm_lessons.bench --against diffusers,lucidrains --dim 28 --dim-mults 1,2,4 --batch-size 128
+
+With ``--against``, it prints the comparison of :func:`ddpm_lessons.bench_peers.compare` instead:
+training and denoiser images/s of ours and of each peer (diffusers' ``UNet2DModel``, lucidrains'
+``Unet``) at a matched parameter count, A/B interleaved, with the ratios' median, min and max. The
+peers are not dependencies: a missing one is skipped with the command that installs it.
 
 Prints one JSON object: the median (and every run) of
 
 - ``train_fast``: :func:`ddpm_lessons.training.train` on the fast path: the dataset on the device as
-  uint8 (:class:`~ddpm_lessons.training.TensorBatches`), AMP (bf16/fp16) and channels-last on CUDA;
+  uint8 (:class:`~ddpm_lessons.training.TensorBatches`), mixed precision where it helps (bf16 on
+  GPUs and CPUs that have it; :mod:`ddpm_lessons.precision`) and channels-last on CUDA;
 - ``train_plain``: the plain loop: fp32, a torchvision dataset through a ``DataLoader``, no AMP;
 - ``sample``: images/s of the ``Diffusion`` sampler (a full chain of T steps per image);
 - ``ddim_sample``: images/s of DDIM (chapter 6) in ``ddim_steps`` steps (default 50) per image.
@@ -24,7 +32,7 @@ import warnings
 
 import torch
 
-from . import _checks, ddim, precision, settings, training
+from . import _checks, bench_peers, ddim, precision, settings, training
 from .data import fashion_mnist, fashion_mnist_tensors
 from .diffusion import Diffusion, ScheduleWarning
 from .models.unet import UNet, UNetConfig
@@ -165,12 +173,36 @@ def main(argv=None) -> dict:
     parser.add_argument("--dim", type=int, default=UNetConfig.dim)
     parser.add_argument("--dim-mults", default=",".join(map(str, UNetConfig.dim_mults)),
                         help="comma-separated, e.g. 1,2,4")
+    parser.add_argument("--attn-heads", type=int, default=UNetConfig.attn_heads)
+    parser.add_argument("--attn-dim-head", type=int, default=UNetConfig.attn_dim_head)
+    parser.add_argument("--full-res-attention", choices=("yes", "no"),
+                        default="yes" if UNetConfig.full_res_attention else "no")
+    parser.add_argument("--against", default="", help="compare with peers at a matched parameter count: "
+                        "diffusers, lucidrains (comma-separated; each must be installed, see --help of the error)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args(argv)
     try:
         dim_mults = tuple(int(m) for m in args.dim_mults.split(","))
     except ValueError:
         parser.error(f"--dim-mults must be comma-separated ints, got {args.dim_mults!r}")
-    config = UNetConfig(dim=args.dim, dim_mults=dim_mults)
+    config = UNetConfig(dim=args.dim, dim_mults=dim_mults, attn_heads=args.attn_heads,
+                        attn_dim_head=args.attn_dim_head, full_res_attention=args.full_res_attention == "yes")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    peers = [p.strip() for p in args.against.split(",") if p.strip()]
+    for peer in peers:
+        if peer not in bench_peers.PEERS:
+            parser.error(f"--against: unknown peer {peer!r}; choose from {', '.join(bench_peers.PEERS)}")
+    if peers:
+        options = DEFAULTS["cpu"]
+        result = bench_peers.compare(config, peers, batch_size=args.batch_size or options["batch_size"],
+                                     steps=args.steps or options["steps"], repeats=args.repeats or 5)
+        result["device"] = settings.device_name(torch.device("cpu"))
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        for peer, message in result["skipped"].items():
+            print(f"skipped {peer}: {message}", file=sys.stderr)
+        return result
     result = run(device=args.device, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                  repeats=args.repeats, sample_batch=args.sample_batch, sample_T=args.sample_T, model_config=config,
                  ddim_steps=args.ddim_steps)

@@ -15,6 +15,8 @@ of the peer's usual shapes (28x28 images: three levels).
 from __future__ import annotations
 
 import importlib.util
+import statistics
+import time
 
 import torch
 from torch import nn
@@ -87,3 +89,81 @@ def peer_model(name: str, config: UNetConfig) -> tuple[nn.Module, str, int]:
         torch.manual_seed(0)
         model = build()
     return model, description, count_parameters(model)
+
+
+def _train_rate(model, batch_size: int, steps: int, amp_dtype, generator: torch.Generator) -> float:
+    """Images/s of ``steps`` AdamW steps of the DDPM loss (Algorithm 1) after two warm-up steps."""
+    from .diffusion import Diffusion
+    from .schedules import cosine_beta_schedule
+
+    diffusion = Diffusion(cosine_beta_schedule(1000))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x0 = torch.rand(batch_size, 1, 28, 28, generator=generator) * 2 - 1
+    model.train()
+
+    def step():
+        with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = diffusion.loss(model, x0, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(), step()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch_size * steps / (time.perf_counter() - started)
+
+
+@torch.no_grad()
+def _sample_rate(model, batch_size: int, calls: int, amp_dtype) -> float:
+    """Images/s of denoiser calls, as in a sampler's loop (one call per image and step)."""
+    model.eval()
+    x, t = torch.randn(batch_size, 1, 28, 28), torch.full((batch_size,), 500, dtype=torch.long)
+    with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+        model(x, t), model(x, t)
+        started = time.perf_counter()
+        for _ in range(calls):
+            model(x, t)
+    return batch_size * calls / (time.perf_counter() - started)
+
+
+def compare(config: UNetConfig, peers, batch_size: int = 32, steps: int = 6, repeats: int = 5,
+            amp: bool = True) -> dict:
+    """Training and denoiser images/s of ``UNet(config)`` and of each peer at a matched parameter count,
+    measured A/B interleaved (the order alternates between repeats) on the CPU; ratios ours/peer per
+    repeat, with their median, min and max. Peers whose package is missing are reported as skipped."""
+    from .precision import autocast_dtype, name
+
+    torch.manual_seed(0)
+    models = {"ours": (UNet(config), "UNet(" + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()
+                                                           if v is not None) + ")")}
+    skipped = {}
+    for peer in peers:
+        try:
+            model, description, _ = peer_model(peer, config)
+            models[peer] = (model, description)
+        except PeerMissing as missing:
+            skipped[peer] = str(missing)
+    generator = torch.Generator().manual_seed(0)
+    runs = {key: {"train": [], "sample": []} for key in models}
+    dtypes = {key: autocast_dtype("cpu", model) if amp else None for key, (model, _) in models.items()}
+    for repeat in range(repeats):
+        for key in (list(models) if repeat % 2 == 0 else list(models)[::-1]):
+            model = models[key][0]
+            runs[key]["train"].append(_train_rate(model, batch_size, steps, dtypes[key], generator))
+            runs[key]["sample"].append(_sample_rate(model, batch_size, steps, dtypes[key]))
+    result = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "threads": torch.get_num_threads(),
+              "models": {key: {"description": description, "parameters": count_parameters(model),
+                               "precision": name(dtypes[key]),
+                               **{f"{what}_images_per_s": statistics.median(runs[key][what]) for what in ("train", "sample")},
+                               "runs": runs[key]} for key, (model, description) in models.items()},
+              "skipped": skipped}
+    for peer in models:
+        if peer == "ours":
+            continue
+        for what in ("train", "sample"):
+            ratios = [a / b for a, b in zip(runs["ours"][what], runs[peer][what])]
+            result[f"ours_over_{peer}_{what}"] = {"median": statistics.median(ratios), "min": min(ratios),
+                                                  "max": max(ratios)}
+    return result

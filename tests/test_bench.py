@@ -44,3 +44,33 @@ def test_bench_bad_options():
         bench.run(**{**TINY, "steps": 0})
     with pytest.raises(SystemExit):
         bench.main(["--dim-mults", "1,x"])
+
+
+def test_bench_against_a_missing_peer_says_how_to_install_it(monkeypatch, capsys):
+    from ddpm_lessons import bench_peers
+
+    monkeypatch.setattr(bench_peers.importlib.util, "find_spec", lambda name: None)
+    result = bench.main(["--against", "lucidrains", "--dim", "8", "--dim-mults", "1,2", "--steps", "1",
+                         "--repeats", "1", "--batch-size", "2"])
+    assert "pip install denoising-diffusion-pytorch" in result["skipped"]["lucidrains"]
+    assert result["models"]["ours"]["train_images_per_s"] > 0 and "ours_over_lucidrains_train" not in result
+    assert "skipped lucidrains" in capsys.readouterr().err
+
+
+def test_bench_against_an_unknown_peer():
+    with pytest.raises(SystemExit):
+        bench.main(["--against", "keras"])
+
+
+def test_peer_models_match_the_parameter_count():
+    from ddpm_lessons import bench_peers
+    from ddpm_lessons.utils import count_parameters
+    from ddpm_lessons.models import UNet
+
+    for peer in bench_peers.PEERS:
+        package = bench_peers.PEERS[peer][0]
+        if bench_peers.importlib.util.find_spec(package) is None:
+            continue   # not installed here: nothing to compare
+        config = UNetConfig()
+        model, description, parameters = bench_peers.peer_model(peer, config)
+        assert abs(parameters / count_parameters(UNet(config)) - 1) < 0.1, description
