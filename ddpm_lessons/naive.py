@@ -6,9 +6,15 @@ step (:func:`denoise`, :func:`sample`):
 
     x ← x · (1 − 1/(n − i)) + pred · 1/(n − i),   i = 0 … n − 1,
 
-so the first step moves 1/n of the way and the last one (weight 1) lands on the prediction.
+so the first step moves 1/n of the way and the last one (weight 1) lands on the prediction. With
+the amount told (``pass_amount=True``: the net is called as ``model(x, (n − i)/n)``) and an exact
+prediction, this is the Euler method for the straight path x_a = (1 − a)·x_0 + a·u from the data
+(a = 0) to the noise (a = 1) (rectified flow), which carries the noise to the data distribution:
+:class:`MixtureDenoiser` is that exact prediction for a Gaussian mixture, the chapter's check.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -23,15 +29,23 @@ def loss(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = 
     x = _checks.data(x, "x", "naive.loss()", shape_hint="(B, C, H, W), images in [-1, 1]")
     generator = _checks.generator(generator, "naive.loss()")
     amount = torch.rand(len(x), generator=generator, device=generator.device if generator else x.device).to(x.device)
-    return F.mse_loss(predict_clean(model, corrupt(x, amount, generator=generator), "naive.loss()"), x)
+    return F.mse_loss(predict_clean(model, corrupt(x, amount, generator=generator), where="naive.loss()"), x)
 
 
-def predict_clean(model: nn.Module, x: torch.Tensor, where: str = "denoise()") -> torch.Tensor:
-    """``model(x)``: the network's guess of the clean images, checked (shape of x, finite)."""
-    _checks.callable_as(model, (x,), "model(x)", "model", where,
-                        hint="Networks that also take the step t or an amount (UNet, NoiseMLP, AmountConditionedUNet) "
-                             "belong to other samplers (Diffusion.sample, chapter 3).")
-    pred = model(x)
+def predict_clean(model: nn.Module, x: torch.Tensor, amount: torch.Tensor | None = None,
+                  where: str = "denoise()") -> torch.Tensor:
+    """``model(x)``, or ``model(x, amount)`` when an amount is told: the network's guess of the clean
+    images, checked (shape of x, finite)."""
+    if amount is None:
+        _checks.callable_as(model, (x,), "model(x)", "model", where,
+                            hint="A network that also takes the amount (AmountConditionedUNet, MixtureDenoiser told "
+                                 "the amount) needs pass_amount=True; one that takes the step t (UNet, NoiseMLP) "
+                                 "belongs to Diffusion.sample (chapter 3).")
+    else:
+        _checks.callable_as(model, (x, amount), "model(x, amount)", "model", where,
+                            hint="With pass_amount=True the network must take the amount as a second argument; "
+                                 "a plain BasicUNet takes x only (pass_amount=False).")
+    pred = model(x) if amount is None else model(x, amount)
     _checks.same_shape(x, pred, "x", "the model's prediction", where)
     return _checks.finite(pred, "the model's prediction", where)
 
@@ -42,23 +56,27 @@ def step_weight(i: int, steps: int) -> float:
 
 
 @torch.no_grad()
-def denoise_progressive(model: nn.Module, x: torch.Tensor, steps: int = 40):
+def denoise_progressive(model: nn.Module, x: torch.Tensor, steps: int = 40, *, pass_amount: bool = False):
     """The naive sampler one step at a time: x ← x(1 − 1/(n−i)) + pred/(n−i), i = 0 … n − 1.
 
     Yields ``(0, x)`` for the start, then ``(i + 1, x, pred)`` after each step: the number of steps
-    taken, the new x and the prediction it moved towards. ``x`` itself is not modified.
+    taken, the new x and the prediction it moved towards. ``x`` itself is not modified. With
+    ``pass_amount`` the model is called as ``model(x, amount)``, amount (B,) = (n − i)/n: the share
+    of the start left in x before step i if every prediction were the clean image.
     """
     steps = _checks.positive_int(steps, "steps", "denoise()")
     x = _checks.tensor(x, "x", "denoise()", shape_hint="(B, C, H, W), a batch of images")
     yield 0, x
     for i in range(steps):
-        pred = predict_clean(model, x)      # the network's guess of the clean images
+        amount = torch.full((len(x),), (steps - i) / steps, dtype=x.dtype, device=x.device) if pass_amount else None
+        pred = predict_clean(model, x, amount)      # the network's guess of the clean images
         weight = step_weight(i, steps)
         x = x * (1 - weight) + pred * weight
         yield i + 1, x, pred
 
 
-def denoise(model: nn.Module, x: torch.Tensor, steps: int = 40, *, return_trajectory: bool = False):
+def denoise(model: nn.Module, x: torch.Tensor, steps: int = 40, *, pass_amount: bool = False,
+            return_trajectory: bool = False):
     """Run the naive sampler from ``x`` for ``steps`` steps (:func:`denoise_progressive`).
 
     Returns the final x, or a :class:`~ddpm_lessons.sampling.Trajectory` when ``return_trajectory``
@@ -66,11 +84,12 @@ def denoise(model: nn.Module, x: torch.Tensor, steps: int = 40, *, return_trajec
     step's prediction (n batches), all on the CPU.
     """
     steps = _checks.positive_int(steps, "steps", "denoise()")
-    return sampling.run(denoise_progressive(model, x, steps), total=steps + 1, return_trajectory=return_trajectory)
+    return sampling.run(denoise_progressive(model, x, steps, pass_amount=pass_amount), total=steps + 1,
+                        return_trajectory=return_trajectory)
 
 
 def sample(model: nn.Module, shape, *, steps: int = 40, generator: torch.Generator | None = None,
-           device=None, return_trajectory: bool = False):
+           device=None, pass_amount: bool = False, return_trajectory: bool = False):
     """Start from uniform noise on [-1, 1] of ``shape`` (B, C, H, W) and :func:`denoise` it.
 
     ``generator`` (on ``device``) makes the start repeatable; ``device`` defaults to the model's.
@@ -84,6 +103,57 @@ def sample(model: nn.Module, shape, *, steps: int = 40, generator: torch.Generat
     was_training = model.training
     model.eval()
     try:
-        return denoise(model, start, steps, return_trajectory=return_trajectory)
+        return denoise(model, start, steps, pass_amount=pass_amount, return_trajectory=return_trajectory)
     finally:
         model.train(was_training)
+
+
+class MixtureDenoiser:
+    """The best possible denoiser of chapter 1's loss for data from a Gaussian mixture, blended with
+    Gaussian noise: the exact conditional mean, told the amount or not (chapter 1's check).
+
+    For x̃ = (1 − a)·x + a·ε, ε ~ N(0, I), and x from Σ_k π_k N(μ_k, s_k² I) (a
+    :class:`~ddpm_lessons.oracle.GaussianMixture`), component k gives x̃ ~ N((1 − a) μ_k, V_k I) with
+    V_k = (1 − a)² s_k² + a², and E[x | x̃, a, k] = μ_k + (1 − a) s_k² (x̃ − (1 − a) μ_k) / V_k.
+    ``denoiser(x̃, amount)`` is E[x | x̃, a] (the amount known); ``denoiser(x̃)`` is E[x | x̃] for
+    a ~ U(0, 1), the amount unknown as chapter 1's network must guess it, integrated over the
+    midpoints of ``grid`` equal intervals; :meth:`amount` is the E[a | x̃] it reads off x̃.
+    Computed in float64, returned in x̃'s dtype and device.
+    """
+
+    def __init__(self, mixture, grid: int = 100):
+        self.mixture = mixture
+        self.grid = _checks.positive_int(grid, "grid", "MixtureDenoiser()")
+
+    def __call__(self, x: torch.Tensor, amount=None) -> torch.Tensor:
+        return self._posterior_sum(x, amount, lambda weights, means, a: (weights[..., None] * means).sum((1, 2)))
+
+    def amount(self, x: torch.Tensor) -> torch.Tensor:
+        """E[a | x̃] (B,) for a ~ U(0, 1): the amount the denoiser that is not told reads off x̃."""
+        return self._posterior_sum(x, None, lambda weights, means, a: (weights.sum(2) * a[..., 0]).sum(1))
+
+    def _posterior_sum(self, x, amount, reduce) -> torch.Tensor:
+        """``reduce(P(a, k | x̃), E[x | x̃, a, k], a)`` over chunks of the batch (the memory stays bounded)."""
+        where, dim = "MixtureDenoiser", self.mixture.dim
+        x_in = _checks.tensor(x, "x", where, shape_hint=f"(batch, {dim})")
+        if x_in.dim() != 2 or x_in.shape[1] != dim:
+            raise ValueError(f"{where}: x must have shape (batch, {dim}), got {tuple(x_in.shape)}")
+        x = x_in.detach().to("cpu", torch.float64)
+        if amount is None:  # (B, A): every amount of the grid, each equally likely a priori
+            a = ((torch.arange(self.grid, dtype=torch.float64) + 0.5) / self.grid)[None].expand(len(x), -1)
+        else:  # (B, 1): each point's own amount
+            a = _checks.per_image_amount(amount, x, where)[:, None]
+        chunk = max(1, 2 ** 21 // (a.shape[1] * len(self.mixture.weights) * dim))
+        parts = [reduce(*self._posterior(part, amounts[..., None]), amounts[..., None])
+                 for part, amounts in zip(x.split(chunk), a.split(chunk))]
+        return torch.cat(parts).to(device=x_in.device, dtype=x_in.dtype)
+
+    def _posterior(self, x: torch.Tensor, a: torch.Tensor):
+        """P(a, k | x̃) (B, A, K) and E[x | x̃, a, k] (B, A, K, D) for x̃ (B, D) and amounts a (B, A, 1)."""
+        mu, s2 = self.mixture.means, self.mixture.stds ** 2
+        variance = (1 - a) ** 2 * s2 + a ** 2                                  # V_k: (B, A, K)
+        centred = x[:, None, None, :] - (1 - a[..., None]) * mu                # x̃ − (1 − a) μ_k: (B, A, K, D)
+        log_p = self.mixture.weights.log() - 0.5 * centred.pow(2).sum(-1) / variance \
+            - 0.5 * mu.shape[1] * torch.log(2 * math.pi * variance)            # log π_k p(x̃ | a, k)
+        weights = torch.softmax(log_p.flatten(1), dim=1).view_as(log_p)        # P(a, k | x̃)
+        return weights, mu + ((1 - a) * s2 / variance)[..., None] * centred    # E[x | x̃, a, k]

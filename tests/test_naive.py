@@ -87,3 +87,94 @@ def test_loss_is_the_mse_of_the_reconstruction():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call(BasicUNet())
+
+
+# ---------------------------------------------------------------- the amount told, and the exact denoiser
+def test_pass_amount_calls_the_model_with_the_share_of_noise_left():
+    seen = []
+
+    def model(x, amount):
+        seen.append(amount.clone())
+        return torch.zeros_like(x)
+
+    x = torch.rand(3, 1, 4, 4) * 2 - 1
+    naive.denoise(model, x, steps=4, pass_amount=True)
+    assert [a.tolist() for a in seen] == [[(4 - i) / 4] * 3 for i in range(4)]
+
+
+def test_with_the_clean_image_as_prediction_the_sampler_follows_the_straight_path():
+    # x_i = (1 - a_i) x0 + a_i u with a_i = (n - i)/n: the rule is Euler's method on x_a = (1 - a) x0 + a u
+    x0, u = torch.rand(2, 1, 4, 4) * 2 - 1, torch.rand(2, 1, 4, 4) * 2 - 1
+    run = naive.denoise(lambda x, amount: x0, u, steps=6, pass_amount=True, return_trajectory=True)
+    for i, x in enumerate(run.xs):
+        assert torch.allclose(x, corrupt(x0, (6 - i) / 6, noise=u), atol=1e-6)
+
+
+def _ring():
+    from ddpm_lessons.oracle import GaussianMixture
+    angle = torch.arange(4) * torch.pi / 2
+    return GaussianMixture(torch.tensor([1.0, 2.0, 1.0, 3.0]), 0.6 * torch.stack([angle.cos(), angle.sin()], 1),
+                           torch.tensor([0.05, 0.1, 0.08, 0.2]))
+
+
+def test_mixture_denoiser_ends_keep_the_input_and_give_the_mean():
+    mixture, x = _ring(), torch.randn(5, 2)
+    denoiser = naive.MixtureDenoiser(mixture)
+    assert torch.allclose(denoiser(x, 0.0), x, atol=1e-6)                      # no noise: x itself
+    mean = (mixture.weights[:, None] * mixture.means).sum(0).float()
+    assert torch.allclose(denoiser(x, 1.0), mean.expand(5, 2), atol=1e-6)    # pure noise: the data mean
+    assert denoiser(x.double()).dtype == torch.float64
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_mixture_denoiser_is_the_conditional_mean(known):
+    # E[x | x̃] is the function of x̃ whose residual x - f(x̃) is uncorrelated with every function of
+    # x̃ (told the amount: of (x̃, a)); checked on Monte Carlo draws against a few such functions
+    mixture, n = _ring(), 40_000
+    g = torch.Generator().manual_seed(0)
+    x = mixture.sample(n, g).double()
+    a = torch.rand(n, generator=g, dtype=torch.float64)
+    noisy = (1 - a[:, None]) * x + a[:, None] * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    denoiser = naive.MixtureDenoiser(mixture, grid=100)
+    residual = x - (denoiser(noisy, a) if known else denoiser(noisy))
+    features = [torch.ones(n, dtype=torch.float64), noisy[:, 0], noisy[:, 1], noisy.pow(2).sum(1),
+                torch.tanh(3 * noisy[:, 0] * noisy[:, 1])] + ([a * noisy[:, 0], a ** 2] if known else [])
+    for feature in features:
+        products = residual * feature[:, None]
+        assert (products.mean(0).abs() < 5 * products.std(0) / n ** 0.5).all()
+
+
+def test_mixture_denoiser_told_the_amount_predicts_better():
+    mixture, n = _ring(), 20_000
+    g = torch.Generator().manual_seed(1)
+    x = mixture.sample(n, g)
+    a = torch.rand(n, generator=g)
+    noisy = (1 - a[:, None]) * x + a[:, None] * torch.randn(n, 2, generator=g)
+    denoiser = naive.MixtureDenoiser(mixture, grid=100)
+    told, not_told = (x - denoiser(noisy, a)).pow(2).mean(), (x - denoiser(noisy)).pow(2).mean()
+    assert told < 0.9 * not_told
+
+
+def test_mixture_denoiser_refuses_bad_input():
+    denoiser = naive.MixtureDenoiser(_ring())
+    with pytest.raises(ValueError, match=r"shape \(batch, 2\)"):
+        denoiser(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="amount must lie in"):
+        denoiser(torch.zeros(3, 2), 1.5)
+    with pytest.raises(ValueError, match="positive int"):
+        naive.MixtureDenoiser(_ring(), grid=0)
+
+
+def test_mixture_denoiser_amount_is_the_posterior_mean_of_the_amount():
+    # residual a - E[a | x̃] uncorrelated with functions of x̃ (Monte Carlo), and inside (0, 1)
+    mixture, n = _ring(), 40_000
+    g = torch.Generator().manual_seed(2)
+    x = mixture.sample(n, g).double()
+    a = torch.rand(n, generator=g, dtype=torch.float64)
+    noisy = (1 - a[:, None]) * x + a[:, None] * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    guess = naive.MixtureDenoiser(mixture, grid=100).amount(noisy)
+    assert guess.shape == (n,) and 0 < guess.min() and guess.max() < 1
+    residual = a - guess
+    for feature in (torch.ones(n, dtype=torch.float64), noisy[:, 0], noisy.pow(2).sum(1)):
+        products = residual * feature
+        assert products.mean().abs() < 5 * products.std() / n ** 0.5

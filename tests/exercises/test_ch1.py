@@ -187,3 +187,24 @@ def test_check_naive_sampler_catches_typical_mistakes(name, verdict):
 def test_check_amount_conditioned_unet_catches_a_class_passed_instead_of_an_instance(verdict):
     ok, out = verdict(exercises.check_amount_conditioned_unet, AmountConditionedUNet)
     assert not ok and "pass an instance" in out, out
+
+
+# ---------------------------------------------------------------- the stubs on the page
+class _StubNet(nn.Module):
+    """The exercise cell's stub network: forward raises NotImplementedError."""
+
+    def forward(self, x, amount):
+        raise NotImplementedError
+
+
+def test_the_page_stubs_get_nothing_to_check_yet(verdict):
+    """Each exercise cell of chapter 1 calls its checker on a stub: the reader sees "nothing to check
+    yet", not a traceback and not a verdict."""
+    def stub(*args):
+        raise NotImplementedError
+
+    for checker, answer in ((exercises.check_corrupt, stub), (exercises.check_corrupt_gaussian, stub),
+                            (exercises.check_amount_conditioned_unet, _StubNet()),
+                            (exercises.check_naive_sampler, stub)):
+        ok, out = verdict(checker, answer)
+        assert not ok and "nothing to check yet" in out and "Traceback" not in out, (checker.__name__, out)
