@@ -229,7 +229,8 @@ def network_input(x, module, where: str, shape_hint: str) -> torch.Tensor:
         if x.device != weight.device:
             raise ValueError(f"{where}: x is on {x.device} but the network's weights are on {weight.device}; "
                              f"move one of them: x = x.to({str(weight.device)!r})")
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        autocast = torch.is_autocast_enabled(x.device.type)   # lowers float32 inputs, never float64 ones
+        if x.dtype != weight.dtype and (not autocast or x.dtype == torch.float64):
             raise ValueError(f"{where}: x has dtype {x.dtype} but the network's weights are {weight.dtype}; "
                              f"convert one of them, e.g. x = x.to({weight.dtype})")
     return finite(x, "x", where)

@@ -28,7 +28,7 @@ def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     if not torch.is_tensor(features) or features.dim() != 2 or features.shape[0] < 2:
         shape = tuple(features.shape) if torch.is_tensor(features) else type(features).__name__
         raise ValueError(f"feature_statistics(): expected features (N, D) with N >= 2, got {shape}")
-    features = features.detach().to("cpu", torch.float64)
+    features = _checks.finite(features.detach().to("cpu", torch.float64), "features", "feature_statistics()")
     return features.mean(0), torch.cov(features.T).reshape(features.shape[1], features.shape[1])
 
 

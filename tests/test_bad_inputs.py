@@ -32,6 +32,11 @@ def mlp(T=20):
     return NoiseMLP(T, hidden=16)
 
 
+def _under_autocast(call):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return call()
+
+
 def eps_model(x, t):
     return torch.zeros_like(x)
 
@@ -96,6 +101,18 @@ ERRORS = {
     "float64 images into the UNet": (lambda: unet()(IMAGES.double(), torch.zeros(4, dtype=torch.long)),
                                      r"dtype torch.float64 but the network's weights are torch.float32"),
     "float16 points into NoiseMLP": (lambda: mlp()(POINTS.half(), torch.zeros(8, dtype=torch.long)), r"float16"),
+    "float64 images into the UNet under bf16 autocast": (
+        lambda: _under_autocast(lambda: unet()(IMAGES.double(), torch.zeros(4, dtype=torch.long))),
+        r"dtype torch.float64 but the network's weights are torch.float32"),
+    "training on float64 images (bf16 autocast where the CPU has it)": (
+        lambda: dl.training.train(unet(), D.loss, dl.training.TensorBatches(IMAGES.double(), 2, device="cpu"), steps=2,
+                                  progress=False),
+        r"float64 but the network's weights are torch.float32"),
+    "a float16 UNet sampled on the CPU": (lambda: D.sample(unet().half(), (2, 1, 28, 28), generator=0),
+                                          r"float16 weights do not run on the CPU.*keep the network in float32"),
+    "FID statistics of features with NaN": (
+        lambda: dl.fid.feature_statistics(torch.tensor([[0.0, 1.0], [float("nan"), 2.0], [1.0, 0.5]])),
+        r"feature_statistics\(\): features .*NaN"),
     "a model that takes only x": (lambda: D.sample(BasicUNet(), (2, 1, 28, 28)), r"BasicUNet takes only x"),
     "a class instead of an instance": (lambda: D.sample(NoiseMLP, (8, 2)), r"the class NoiseMLP; pass the trained network"),
     "a string as generator": (lambda: D.sample(eps_model, (8, 2), generator="0"), r"torch.Generator or an int seed"),

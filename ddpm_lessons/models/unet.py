@@ -153,6 +153,10 @@ class UNet(nn.Module):
     def check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
         """A clear ValueError for inputs this U-Net cannot take (shape, channels, size, steps)."""
         x = _checks.network_input(x, self, "UNet", f"images (B, {self.channels}, H, W) in [-1, 1]")
+        if x.device.type == "cpu" and x.dtype == torch.float16:
+            raise ValueError("UNet: float16 weights do not run on the CPU (PyTorch's GroupNorm has no float16 kernel "
+                             "there); keep the network in float32: bf16 is used automatically where the CPU computes "
+                             "it natively (dl.precision), or move the network to a GPU for float16")
         if x.dim() != 4:
             raise ValueError(f"UNet: expected images (B, {self.channels}, H, W), got {tuple(x.shape)}")
         if x.shape[1] != self.channels:
