@@ -59,7 +59,7 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"show_images(): labels must have one entry per image, {len(images)}; got {len(labels)}")
     if ax is None:
-        width = min(12.0, 1.2 * min(nrow, len(images)) + 0.5)
+        width = min(WIDTH, 1.2 * min(nrow, len(images)) + 0.5)    # never wider than the book's column
         rows = -(-len(images) // nrow)
         _, ax = plt.subplots(figsize=(width, width * rows / min(nrow, len(images)) + 0.3))
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
@@ -107,7 +107,7 @@ def plot_loss(history: Sequence[float], smooth: int = 50, ax=None, log: bool = T
         warnings.warn(f"plot_loss(): the loss is not finite from step {first} on (the run diverged there); only the "
                       "finite values are drawn", _checks.BookWarning, stacklevel=2)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = plt.subplots(figsize=(WIDTH, 3.0))
     ax.plot(values, alpha=0.3, label="per step")
     window = max(1, min(smooth, len(values) // 5 or 1))
     if window > 1:

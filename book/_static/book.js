@@ -55,3 +55,29 @@
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) MathJax.startup.promise.then(fitInlineMath);
   });
 })();
+
+/* A figure drawn wider than the column (an output stored before the book's 5-inch figure width, or
+ * a wide grid on a phone) would be shrunk until its text is illegible. Instead it keeps 72% of its
+ * pixels, the smallest scale at which 10 pt labels stay readable, and its output box scrolls
+ * sideways, as wide tables and formulas do (book.css). Figures that fit at that scale are left to
+ * the column. tests/book/test_site.py checks every figure at 1280 px and 390 px. */
+(() => {
+  const MIN_SCALE = 0.72;
+  const fit = (img) => {
+    const box = img.closest(".cell_output") || img.parentElement;
+    img.style.maxWidth = "";
+    img.style.width = "";
+    if (!img.naturalWidth || !box) return;
+    if (img.naturalWidth * MIN_SCALE > box.clientWidth) {
+      img.style.maxWidth = "none";
+      img.style.width = `${Math.ceil(img.naturalWidth * MIN_SCALE)}px`;
+      box.style.overflowX = "auto";
+    }
+  };
+  const fitAll = () => document.querySelectorAll(".cell_output img").forEach((img) => {
+    if (img.complete) fit(img); else img.addEventListener("load", () => fit(img), { once: true });
+  });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", fitAll);
+  else fitAll();
+  window.addEventListener("resize", fitAll);
+})();
