@@ -302,8 +302,12 @@ def table_markdown(header: Sequence[str], rows: Sequence[Sequence], caption: str
     """A Markdown table (with an optional caption line above it) from a header and rows of cells."""
     if not header or any(len(row) != len(header) for row in rows):
         raise ValueError(f"table(): every row needs {len(header)} cells, one per column of the header")
-    lines = [f"| {' | '.join(map(str, header))} |", f"|{'|'.join('---' for _ in header)}|"]
-    lines += [f"| {' | '.join(map(str, row))} |" for row in rows]
+
+    def cells(values):  # a "|" inside a cell (q(x_t | x_0)) would start a new column: escape it
+        return " | ".join(str(value).replace("|", "\\|") for value in values)
+
+    lines = [f"| {cells(header)} |", f"|{'|'.join('---' for _ in header)}|"]
+    lines += [f"| {cells(row)} |" for row in rows]
     return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
 import io
+import re
 
 import matplotlib
 import matplotlib.pyplot
@@ -97,3 +98,11 @@ def test_show_rows_names_each_row():
     with pytest.raises(ValueError, match=r"expected images \(R · n, C, H, W\) for R = 5 rows"):
         viz.show_rows(torch.rand(12, 1, 8, 8), list("abcde"))
     matplotlib.pyplot.close("all")
+
+
+def test_table_markdown_escapes_a_pipe_inside_a_cell():
+    """q(x_t | x_0) in a cell stays one cell: the pipe is escaped, so every row keeps two columns."""
+    text = viz.table_markdown(["η", "error"], [[0.5, "2.3 standard errors of q(x_t | x_0)"]])
+    row = text.strip().splitlines()[-1]
+    assert row == "| 0.5 | 2.3 standard errors of q(x_t \\| x_0) |"
+    assert len(re.split(r"(?<!\\)\|", row)) - 2 == 2
