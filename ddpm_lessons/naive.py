@@ -32,20 +32,21 @@ def loss(model: nn.Module, x: torch.Tensor, generator: torch.Generator | None = 
     return F.mse_loss(predict_clean(model, corrupt(x, amount, generator=generator), where="naive.loss()"), x)
 
 
+_SIGNATURE_HINTS = {  # what a student most likely passed, for each way the sampler calls the model
+    "model(x)": "A network that also takes the amount (AmountConditionedUNet, MixtureDenoiser told the amount) needs "
+          "pass_amount=True; one that takes the step t (UNet, NoiseMLP) belongs to Diffusion.sample (chapter 3).",
+    "model(x, amount)": "With pass_amount=True the network must take the amount as a second argument; a plain BasicUNet "
+           "takes x only (pass_amount=False).",
+}
+
+
 def predict_clean(model: nn.Module, x: torch.Tensor, amount: torch.Tensor | None = None,
                   where: str = "denoise()") -> torch.Tensor:
     """``model(x)``, or ``model(x, amount)`` when an amount is told: the network's guess of the clean
     images, checked (shape of x, finite)."""
-    if amount is None:
-        _checks.callable_as(model, (x,), "model(x)", "model", where,
-                            hint="A network that also takes the amount (AmountConditionedUNet, MixtureDenoiser told "
-                                 "the amount) needs pass_amount=True; one that takes the step t (UNet, NoiseMLP) "
-                                 "belongs to Diffusion.sample (chapter 3).")
-    else:
-        _checks.callable_as(model, (x, amount), "model(x, amount)", "model", where,
-                            hint="With pass_amount=True the network must take the amount as a second argument; "
-                                 "a plain BasicUNet takes x only (pass_amount=False).")
-    pred = model(x) if amount is None else model(x, amount)
+    args, call = ((x,), "model(x)") if amount is None else ((x, amount), "model(x, amount)")
+    _checks.callable_as(model, args, call, "model", where, hint=_SIGNATURE_HINTS[call])
+    pred = model(*args)
     _checks.same_shape(x, pred, "x", "the model's prediction", where)
     return _checks.finite(pred, "the model's prediction", where)
 
