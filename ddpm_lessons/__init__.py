@@ -8,8 +8,8 @@ from . import _alloc, _checks
 _alloc.keep_freed_memory()  # reuse freed activation buffers (glibc): a large speed-up on CPUs, see _alloc.py
 _checks.format_book_warnings()  # "Category: message", without this machine's file paths
 
-from . import (checkpoints, corruption, data, ddim, diagrams, diffusion, elbo, exercises, fid, guidance, metrics,
-               models, naive, oracle, sampling, schedules, settings, training, utils, viz, vlb, zoo)
+from . import (checkpoints, corruption, cuda_graphs, data, ddim, diagrams, diffusion, elbo, exercises, fid, guidance,
+               metrics, models, naive, oracle, sampling, schedules, settings, training, utils, viz, vlb, zoo)
 from .diffusion import Diffusion
 from .settings import QUICK, budget, cache_dir, data_root, elapsed, get_device, run_info, seed_everything
 
@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # one module per concept
-    "checkpoints", "corruption", "data", "ddim", "diagrams", "diffusion", "elbo", "exercises", "fid", "guidance",
-    "metrics", "models", "naive", "oracle", "sampling", "schedules", "settings", "training", "utils", "viz", "vlb",
+    "checkpoints", "corruption", "cuda_graphs", "data", "ddim", "diagrams", "diffusion", "elbo", "exercises", "fid",
+    "guidance", "metrics", "models", "naive", "oracle", "sampling", "schedules", "settings", "training", "utils", "viz", "vlb",
     "zoo",
     # what every chapter uses
     "Diffusion", "QUICK", "budget", "cache_dir", "data_root", "elapsed", "get_device", "run_info",

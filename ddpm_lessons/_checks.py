@@ -58,6 +58,13 @@ def one_of(value, valid, name: str, where: str):
     return value
 
 
+def flag(value, name: str, where: str) -> bool:
+    """``value`` if it is True or False (not 1, 1.0 or "yes", which ``in (True, False)`` would let through)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {name} must be True or False, got {_seen(value)}")
+    return value
+
+
 def tensor(x, name: str, where: str, *, min_dim: int = 1, floating: bool = True, shape_hint: str = "(batch, ...)"):
     """``x`` if it is a tensor with at least ``min_dim`` dimensions (and floating point, if asked)."""
     if not torch.is_tensor(x):
@@ -101,7 +108,7 @@ def timesteps(t, T: int, batch: int, where: str, device=None) -> torch.Tensor:
     if tuple(t.shape) != (batch,):
         raise ValueError(f"{where}: t must have shape (batch,) = ({batch},), one step per example; "
                          f"got {tuple(t.shape)}")
-    if batch and (t.min() < 0 or t.max() >= T):
+    if batch and not capturing(t) and (t.min() < 0 or t.max() >= T):
         raise ValueError(
             f"{where}: t must lie in 0 … T-1 = 0 … {T - 1} (0-based: index t is the paper's step t+1); "
             f"got values from {t.min().item()} to {t.max().item()}"
@@ -168,8 +175,18 @@ class DataRangeWarning(BookWarning):
 _SCALE_HINT = "scale them first: x = dl.data.to_model_range(x) (uint8 in 0…255, or floats in [0, 1])"
 
 
+def capturing(x: torch.Tensor) -> bool:
+    """True while a CUDA graph is being recorded on ``x``'s device, or while CUDA's synchronising
+    operations are errors (``torch.cuda.set_sync_debug_mode("error")``, how :mod:`ddpm_lessons.cuda_graphs`
+    tests a model first): no value can be read back to the CPU then, so the checks that read values
+    (finite, in range) are skipped; the eager call before made them on the same input."""
+    return x.is_cuda and (torch.cuda.is_current_stream_capturing() or torch.cuda.get_sync_debug_mode() == 2)
+
+
 def finite(x: torch.Tensor, name: str, where: str) -> torch.Tensor:
     """``x`` if it holds no NaN or infinity (a NaN in the data otherwise comes out as NaN samples)."""
+    if capturing(x):
+        return x
     bad = ~torch.isfinite(x)
     if bad.any():
         raise ValueError(f"{where}: {name} contains {int(bad.sum())} NaN or infinite value(s) "
@@ -248,7 +265,7 @@ def network_steps(t, batch: int, T: int | None, where: str) -> torch.Tensor:
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{where}: t must hold integer steps (a LongTensor: 0-based, index t is the paper's step "
                          f"t+1), got dtype {t.dtype}; use t.long() only if the values are whole numbers")
-    if batch and (t.min() < 0 or (T is not None and t.max() >= T)):
+    if batch and not capturing(t) and (t.min() < 0 or (T is not None and t.max() >= T)):
         wanted = f"0 … T-1 = 0 … {T - 1}" if T is not None else "steps >= 0"
         raise ValueError(f"{where}: t must lie in {wanted}; got values from {t.min().item()} to {t.max().item()}")
     return t
@@ -317,7 +334,7 @@ def labels(y, num_classes: int, batch: int, where: str, *, allow_null: bool = Tr
         raise ValueError(f"{where}: y must have shape (batch,) = ({batch},), one label per image; got "
                          f"{tuple(y.shape)}")
     highest = num_classes if allow_null else num_classes - 1
-    if batch and (y.min() < 0 or y.max() > highest):
+    if batch and not capturing(y) and (y.min() < 0 or y.max() > highest):
         raise ValueError(f"{where}: labels must lie in 0 … {num_classes - 1}{null}; got values from "
                          f"{y.min().item()} to {y.max().item()}")
     return y.long()

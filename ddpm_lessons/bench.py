@@ -3,6 +3,8 @@
     python -m ddpm_lessons.bench                  # defaults sized for the device (small on a CPU)
     python -m ddpm_lessons.bench --repeats 5 --steps 50 --batch-size 128 --ddim-steps 50
     python -m ddpm_lessons.bench --against diffusers,lucidrains        # the peers, matched in size (CPU)
+    python -m ddpm_lessons.bench --against diffusers,lucidrains --device cuda   # ... on the GPU
+    python -m ddpm_lessons.bench --profile --device cuda   # wall time vs the GPU kernels' time
     python -m ddpm_lessons.bench --against diffusers,lucidrains --dim 28 --dim-mults 1,2,4 --batch-size 128
 
 With ``--against``, it prints the comparison of :func:`ddpm_lessons.bench_peers.compare` instead:
@@ -16,7 +18,8 @@ Prints one JSON object: the median (and every run) of
   uint8 (:class:`~ddpm_lessons.training.TensorBatches`), mixed precision where it helps (bf16 on
   GPUs and CPUs that have it; :mod:`ddpm_lessons.precision`) and channels-last on CUDA;
 - ``train_plain``: the plain loop: fp32, a torchvision dataset through a ``DataLoader``, no AMP;
-- ``sample``: images/s of the ``Diffusion`` sampler (a full chain of T steps per image);
+- ``sample``: images/s of the ``Diffusion`` sampler (a full chain of T steps per image); on CUDA
+  also ``sample_no_graph``, the same without CUDA graphs (:mod:`ddpm_lessons.cuda_graphs`);
 - ``ddim_sample``: images/s of DDIM (chapter 6) in ``ddim_steps`` steps (default 50) per image.
 
 Warm-up steps (cuDNN autotuning, allocator) are excluded from every timing.
@@ -92,15 +95,16 @@ def _timed_sampling(model_config: UNetConfig, batch_size: int, device: torch.dev
 
 
 def sample_rate(model_config: UNetConfig, diffusion: Diffusion, batch_size: int, device: torch.device,
-                seed: int = 0) -> float:
-    """Images/s of the sampler: a batch through all T reverse steps, timed after one warm-up step."""
+                seed: int = 0, cuda_graph: bool = True) -> float:
+    """Images/s of the sampler: a batch through all T reverse steps, timed after one warm-up step
+    (with ``cuda_graph`` on a GPU, recording the graph is part of the timed run, as it is for a reader)."""
     def sampler(model, shape, warmup):
         chain = diffusion
         if warmup:
             with warnings.catch_warnings():  # a one-step chain for the warm-up: its ᾱ_T is far from 0
                 warnings.simplefilter("ignore", ScheduleWarning)
                 chain = Diffusion(diffusion.float64["betas"][:1])
-        return chain.sample(model, shape, device=device)
+        return chain.sample(model, shape, device=device, cuda_graph=cuda_graph)
     return _timed_sampling(model_config, batch_size, device, seed, sampler)
 
 
@@ -130,6 +134,8 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
     train_diffusion = Diffusion(cosine_beta_schedule(1000))
     ddim_diffusion = Diffusion(cosine_beta_schedule(max(options["sample_T"], options["ddim_steps"])))
     runs = {"train_fast": [], "train_plain": [], "sample": [], "ddim_sample": []}
+    if device.type == "cuda":
+        runs["sample_no_graph"] = []
     for repeat in range(options["repeats"]):
         # alternate the order so that neither path always runs on a warmer machine
         order = ("train_fast", "train_plain") if repeat % 2 == 0 else ("train_plain", "train_fast")
@@ -142,6 +148,9 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
                                    options["warmup"], device, seed=repeat)
             runs[name].append(rate)
         runs["sample"].append(sample_rate(model_config, diffusion, options["sample_batch"], device, seed=repeat))
+        if "sample_no_graph" in runs:
+            runs["sample_no_graph"].append(sample_rate(model_config, diffusion, options["sample_batch"], device,
+                                                       seed=repeat, cuda_graph=False))
         runs["ddim_sample"].append(ddim_sample_rate(model_config, ddim_diffusion, options["sample_batch"], device,
                                                     options["ddim_steps"], seed=repeat))
 
@@ -161,8 +170,76 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
         "denoiser_evaluations_per_s": median["sample"] * options["sample_T"],
         "ddim_sample_images_per_s": median["ddim_sample"],
         "ddim_steps": options["ddim_steps"],
+        **({"sample_no_graph_images_per_s": median["sample_no_graph"],
+            "speedup_graph_over_no_graph": median["sample"] / median["sample_no_graph"]}
+           if "sample_no_graph" in median else {}),
         "runs": runs,
     }
+
+
+def launch_profile(model_config: UNetConfig, device, batch_size: int = 32, steps: int = 10) -> dict:
+    """Where a GPU's time goes (CUDA only): per training step (bf16 autocast, AdamW) and per forward
+    call, the wall time against the summed time of the CUDA kernels and their number, and a forward
+    call replayed from a CUDA graph. Wall time far above kernel time means the step is bound by
+    launching kernels from Python, not by the GPU's arithmetic."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from .cuda_graphs import GraphedDenoiser
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        raise ValueError(f"bench --profile: needs a CUDA device (it compares wall time with the GPU kernels' time), "
+                         f"got {device}; on a CPU use a Python profiler such as py-spy")
+
+    def milliseconds(fn, n):
+        torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        for _ in range(n):
+            fn()
+        torch.cuda.synchronize(device)
+        return (time.perf_counter() - started) / n * 1e3
+
+    def kernels(fn, n):
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                fn()
+            torch.cuda.synchronize(device)
+        events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+        return sum(e.self_device_time_total for e in events) / n / 1e3, sum(e.count for e in events) / n
+
+    torch.manual_seed(0)
+    diffusion = Diffusion(cosine_beta_schedule(1000))
+    model = UNet(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x0 = torch.rand(batch_size, model.channels, 28, 28, device=device) * 2 - 1
+    dtype = precision.autocast_dtype(device, model)
+
+    def train_step():
+        with torch.autocast("cuda", dtype=dtype):
+            loss = diffusion.loss(model, x0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    x_t, t = torch.randn_like(x0), torch.full((batch_size,), 500, device=device)
+    graphed = GraphedDenoiser(model)
+
+    def forward():
+        model(x_t, t)
+
+    result = {"device": settings.device_name(device), "batch_size": batch_size, "precision": precision.name(dtype)}
+    for _ in range(3):
+        train_step()
+    result["train_ms"] = milliseconds(train_step, steps * 3)
+    result["train_kernel_ms"], result["train_kernels"] = kernels(train_step, steps)
+    model.eval()
+    with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
+        for _ in range(3):
+            forward(), graphed(x_t, t)
+        result["forward_ms"] = milliseconds(forward, steps * 3)
+        result["forward_kernel_ms"], result["forward_kernels"] = kernels(forward, steps)
+        result["forward_cuda_graph_ms"] = milliseconds(lambda: graphed(x_t, t), steps * 3)
+    return result
 
 
 def main(argv=None) -> dict:
@@ -180,6 +257,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--against", default="", help="compare with peers at a matched parameter count: "
                         "diffusers, lucidrains (comma-separated; each must be installed, see --help of the error)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--profile", action="store_true", help="CUDA only: wall time against the GPU kernels' time "
+                        "per training step and per forward call (is the network launch-bound?)")
     args = parser.parse_args(argv)
     try:
         dim_mults = tuple(int(m) for m in args.dim_mults.split(","))
@@ -189,15 +268,24 @@ def main(argv=None) -> dict:
                         attn_dim_head=args.attn_dim_head, full_res_attention=args.full_res_attention == "yes")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile:
+        try:
+            result = launch_profile(config, args.device or settings.get_device(), batch_size=args.batch_size or 32)
+        except ValueError as error:
+            parser.error(str(error))
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return result
     peers = [p.strip() for p in args.against.split(",") if p.strip()]
     for peer in peers:
         if peer not in bench_peers.PEERS:
             parser.error(f"--against: unknown peer {peer!r}; choose from {', '.join(bench_peers.PEERS)}")
     if peers:
-        options = DEFAULTS["cpu"]
+        device = torch.device(args.device) if args.device else torch.device("cpu")
+        options = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
         result = bench_peers.compare(config, peers, batch_size=args.batch_size or options["batch_size"],
-                                     steps=args.steps or options["steps"], repeats=args.repeats or 5)
-        result["device"] = settings.device_name(torch.device("cpu"))
+                                     steps=args.steps or options["steps"], repeats=args.repeats or 5, device=device)
+        result["device"] = settings.device_name(device)
         json.dump(result, sys.stdout, indent=2)
         print()
         for peer, message in result["skipped"].items():

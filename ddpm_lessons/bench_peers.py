@@ -91,50 +91,61 @@ def peer_model(name: str, config: UNetConfig) -> tuple[nn.Module, str, int]:
     return model, description, count_parameters(model)
 
 
-def _train_rate(model, batch_size: int, steps: int, amp_dtype, generator: torch.Generator) -> float:
+def _clock(device: torch.device) -> float:
+    """The time, after the device's queued work has finished (GPU kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _train_rate(model, batch_size: int, steps: int, amp_dtype, generator: torch.Generator,
+                device: torch.device) -> float:
     """Images/s of ``steps`` AdamW steps of the DDPM loss (Algorithm 1) after two warm-up steps."""
     from .diffusion import Diffusion
     from .schedules import cosine_beta_schedule
 
     diffusion = Diffusion(cosine_beta_schedule(1000))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x0 = torch.rand(batch_size, 1, 28, 28, generator=generator) * 2 - 1
+    x0 = torch.rand(batch_size, 1, 28, 28, generator=generator, device=device) * 2 - 1
     model.train()
 
     def step():
-        with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = diffusion.loss(model, x0, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     step(), step()
-    started = time.perf_counter()
+    started = _clock(device)
     for _ in range(steps):
         step()
-    return batch_size * steps / (time.perf_counter() - started)
+    return batch_size * steps / (_clock(device) - started)
 
 
 @torch.no_grad()
-def _sample_rate(model, batch_size: int, calls: int, amp_dtype) -> float:
+def _sample_rate(model, batch_size: int, calls: int, amp_dtype, device: torch.device) -> float:
     """Images/s of denoiser calls, as in a sampler's loop (one call per image and step)."""
     model.eval()
-    x, t = torch.randn(batch_size, 1, 28, 28), torch.full((batch_size,), 500, dtype=torch.long)
-    with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+    x = torch.randn(batch_size, 1, 28, 28, device=device)
+    t = torch.full((batch_size,), 500, dtype=torch.long, device=device)
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         model(x, t), model(x, t)
-        started = time.perf_counter()
+        started = _clock(device)
         for _ in range(calls):
             model(x, t)
-    return batch_size * calls / (time.perf_counter() - started)
+        return batch_size * calls / (_clock(device) - started)
 
 
 def compare(config: UNetConfig, peers, batch_size: int = 32, steps: int = 6, repeats: int = 5,
-            amp: bool = True) -> dict:
+            amp: bool = True, device="cpu") -> dict:
     """Training and denoiser images/s of ``UNet(config)`` and of each peer at a matched parameter count,
-    measured A/B interleaved (the order alternates between repeats) on the CPU; ratios ours/peer per
-    repeat, with their median, min and max. Peers whose package is missing are reported as skipped."""
+    measured A/B interleaved (the order alternates between repeats) on ``device``; ratios ours/peer per
+    repeat, with their median, min and max. Peers whose package is missing are reported as skipped.
+    Every network runs eagerly (no CUDA graph: the networks are compared, not the samplers)."""
     from .precision import autocast_dtype, name
 
+    device = torch.device(device)
     torch.manual_seed(0)
     models = {"ours": (UNet(config), "UNet(" + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()
                                                            if v is not None) + ")")}
@@ -145,14 +156,15 @@ def compare(config: UNetConfig, peers, batch_size: int = 32, steps: int = 6, rep
             models[peer] = (model, description)
         except PeerMissing as missing:
             skipped[peer] = str(missing)
-    generator = torch.Generator().manual_seed(0)
+    models = {key: (model.to(device), description) for key, (model, description) in models.items()}
+    generator = torch.Generator(device).manual_seed(0)
     runs = {key: {"train": [], "sample": []} for key in models}
-    dtypes = {key: autocast_dtype("cpu", model) if amp else None for key, (model, _) in models.items()}
+    dtypes = {key: autocast_dtype(device, model) if amp else None for key, (model, _) in models.items()}
     for repeat in range(repeats):
         for key in (list(models) if repeat % 2 == 0 else list(models)[::-1]):
             model = models[key][0]
-            runs[key]["train"].append(_train_rate(model, batch_size, steps, dtypes[key], generator))
-            runs[key]["sample"].append(_sample_rate(model, batch_size, steps, dtypes[key]))
+            runs[key]["train"].append(_train_rate(model, batch_size, steps, dtypes[key], generator, device))
+            runs[key]["sample"].append(_sample_rate(model, batch_size, steps, dtypes[key], device))
     result = {"batch_size": batch_size, "steps": steps, "repeats": repeats, "threads": torch.get_num_threads(),
               "models": {key: {"description": description, "parameters": count_parameters(model),
                                "precision": name(dtypes[key]),

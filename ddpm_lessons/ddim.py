@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks, precision, sampling
+from . import _checks, cuda_graphs, precision, sampling
 from .diffusion import TARGETS
 from .sampling import randn_like
 from .utils import module_device_dtype
@@ -139,13 +139,15 @@ def _start(diffusion, model, shape, x_T, generator, device, where: str) -> torch
 @torch.no_grad()
 def sample_progressive(diffusion, model, shape, *, steps=50, eta: float = 0.0, spacing: str = "uniform",
                        generator: torch.Generator | None = None, device=None, clip_x0: bool = False,
-                       target: str = "eps", x_T: torch.Tensor | None = None, amp: bool = True):
+                       target: str = "eps", x_T: torch.Tensor | None = None, amp: bool = True,
+                       cuda_graph: bool = True):
     """DDIM sampling one state at a time (chapter 6): yields ``(t, x_t)``, the paper's subscripts, x_T first.
 
     ``steps`` is S (the schedule is :func:`step_schedule` with ``spacing``) or a schedule itself. From
     x_T (drawn, or ``x_T``), :func:`ddim_step` from each τ_i to the next, the last to −1; the labels
     are τ_i + 1, so the run ends with (0, x_0). Runs on ``device`` (default: the model's); ``amp``:
-    the network in mixed precision where it helps (:mod:`ddpm_lessons.precision`), x in float32.
+    the network in mixed precision where it helps (:mod:`ddpm_lessons.precision`), x in float32;
+    ``cuda_graph``: the network replayed from a CUDA graph on a GPU (:mod:`ddpm_lessons.cuda_graphs`).
     """
     where = "ddim.sample()"
     shape = _checks.shape(shape, "shape", where)
@@ -153,16 +155,19 @@ def sample_progressive(diffusion, model, shape, *, steps=50, eta: float = 0.0, s
     schedule = _schedule(steps, diffusion.T, spacing, where).tolist()
     x = _start(diffusion, model, shape, x_T, generator, device, where)
     amp_dtype = precision.autocast_dtype(x.device, model) if amp else None
+    _checks.flag(cuda_graph, "cuda_graph", where)
+    denoiser = cuda_graphs.graphed(model, x.device) if cuda_graph else model
     yield schedule[0] + 1, x
     for t, t_prev in zip(schedule, schedule[1:] + [-1]):
         with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            x = ddim_step(diffusion, model, x, t, t_prev, eta, generator, clip_x0, target=target)
+            x = ddim_step(diffusion, denoiser, x, t, t_prev, eta, generator, clip_x0, target=target)
         yield t_prev + 1, x
 
 
 def sample(diffusion, model, shape, *, steps=50, eta: float = 0.0, spacing: str = "uniform",
            generator: torch.Generator | None = None, device=None, clip_x0: bool = False, target: str = "eps",
-           x_T: torch.Tensor | None = None, amp: bool = True, progress: bool = False, return_trajectory: bool = False):
+           x_T: torch.Tensor | None = None, amp: bool = True, progress: bool = False, return_trajectory: bool = False,
+           cuda_graph: bool = True):
     """DDIM sampling in ``steps`` model calls (Song et al. 2021; chapter 6): x_T ~ N(0, I), then eq. 12.
 
     The conventions of :meth:`Diffusion.sample`: returns x_0, or with ``return_trajectory=True`` a
@@ -172,7 +177,7 @@ def sample(diffusion, model, shape, *, steps=50, eta: float = 0.0, spacing: str 
     """
     schedule = _schedule(steps, diffusion.T, spacing, "ddim.sample()")
     states = sample_progressive(diffusion, model, shape, steps=schedule, eta=eta, generator=generator, device=device,
-                                clip_x0=clip_x0, target=target, x_T=x_T, amp=amp)
+                                clip_x0=clip_x0, target=target, x_T=x_T, amp=amp, cuda_graph=cuda_graph)
     return sampling.run(states, total=len(schedule) + 1, progress=progress, return_trajectory=return_trajectory,
                         desc="DDIM sampling")
 

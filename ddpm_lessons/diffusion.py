@@ -18,7 +18,7 @@ from types import MappingProxyType
 import torch
 import torch.nn.functional as F
 
-from . import _checks, precision, sampling
+from . import _checks, cuda_graphs, precision, sampling
 from .sampling import randn_like
 from .schedules import alphas_cumprod as cumulative_alphas
 from .schedules import check_betas
@@ -227,13 +227,14 @@ class Diffusion:
     @torch.no_grad()
     def p_sample_loop_progressive(self, model, shape, *, generator: torch.Generator | None = None,
                                   variance: str = "beta", device=None, target: str = "eps", clip_x0: bool = False,
-                                  amp: bool = True):
+                                  amp: bool = True, cuda_graph: bool = True):
         """Algorithm 2, one state at a time (chapter 3): yields ``(t, x_t)`` for t = T, T-1, …, 0.
 
         x_T ~ N(0, I) (line 1), then :meth:`p_sample` at each step (lines 2-4); the labels are the
         paper's subscripts, so the last pair is (0, x_0), the sample. Runs on ``device`` (default:
         the model's) in the model's dtype; ``generator`` makes the run reproducible. ``amp`` runs the
         network in mixed precision where it helps (:mod:`ddpm_lessons.precision`); x stays float32.
+        ``cuda_graph`` replays the network from a CUDA graph on a GPU (:mod:`ddpm_lessons.cuda_graphs`).
         """
         shape = _checks.shape(shape, "shape", "sample()")
         _checks.one_of(variance, VARIANCES, "variance", "sample()")
@@ -244,15 +245,17 @@ class Diffusion:
         x = randn_like(torch.empty(shape, dtype=model_dtype or torch.float32, device=device), generator)
         steps = torch.arange(self.T, device=device).repeat_interleave(shape[0]).view(self.T, shape[0])
         amp_dtype = precision.autocast_dtype(device, model) if amp else None
+        _checks.flag(cuda_graph, "cuda_graph", "sample()")
+        denoiser = cuda_graphs.graphed(model, device) if cuda_graph else model
         yield self.T, x
         for t in reversed(range(self.T)):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                x = self.p_sample(model, x, steps[t], variance, generator, target=target, clip_x0=clip_x0)
+                x = self.p_sample(denoiser, x, steps[t], variance, generator, target=target, clip_x0=clip_x0)
             yield t, x
 
     def sample(self, model, shape, *, generator: torch.Generator | None = None, variance: str = "beta",
                device=None, target: str = "eps", clip_x0: bool = False, amp: bool = True, progress: bool = False,
-               return_trajectory: bool = False):
+               return_trajectory: bool = False, cuda_graph: bool = True):
         """Algorithm 2 of Ho et al. 2020 (chapter 3): x_T ~ N(0, I), then T reverse steps to x_0.
 
         The loop is :meth:`p_sample_loop_progressive`. Returns x_0, or with ``return_trajectory=True``
@@ -260,7 +263,8 @@ class Diffusion:
         its t). ``progress=True`` shows a progress bar.
         """
         states = self.p_sample_loop_progressive(model, shape, generator=generator, variance=variance,
-                                                device=device, target=target, clip_x0=clip_x0, amp=amp)
+                                                device=device, target=target, clip_x0=clip_x0, amp=amp,
+                                                cuda_graph=cuda_graph)
         return sampling.run(states, total=self.T + 1, progress=progress, return_trajectory=return_trajectory)
 
     # ------------------------------------------------------------------ chapter 4: training loss

@@ -122,6 +122,8 @@ class Guided(nn.Module):
         if len(x_t) != len(self.y):
             raise ValueError(f"Guided: built with {len(self.y)} labels, one per image, but x_t holds {len(x_t)} "
                              f"images; sample a batch of {len(self.y)} (e.g. shape ({len(self.y)}, 1, 28, 28))")
+        if self.y.device != x_t.device:   # moved once, not at every step (and never inside a CUDA graph)
+            self.y = self.y.to(x_t.device)
         return guided_eps(self.model, x_t, t, self.y, self.w)
 
     def extra_repr(self) -> str:

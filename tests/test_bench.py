@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from ddpm_lessons import bench
 from ddpm_lessons.models import UNetConfig
@@ -74,3 +75,27 @@ def test_peer_models_match_the_parameter_count():
         config = UNetConfig()
         model, description, parameters = bench_peers.peer_model(peer, config)
         assert abs(parameters / count_parameters(UNet(config)) - 1) < 0.1, description
+
+
+def test_bench_profile_needs_cuda_and_says_so(capsys):
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        bench.launch_profile(UNetConfig(dim=8), "cpu")
+    with pytest.raises(SystemExit):
+        bench.main(["--profile", "--device", "cpu"])
+    assert "py-spy" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bench_profile_on_a_gpu_splits_wall_and_kernel_time():
+    result = bench.launch_profile(UNetConfig(dim=8, dim_mults=(1, 2)), "cuda", batch_size=4, steps=2)
+    assert result["train_ms"] > 0 and 0 < result["train_kernel_ms"] and result["train_kernels"] > 50
+    assert result["forward_kernels"] < result["train_kernels"] and result["forward_cuda_graph_ms"] > 0
+    json.dumps(result)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bench_on_a_gpu_reports_the_cuda_graph_speedup():
+    result = bench.run(**{**TINY, "device": "cuda"})
+    assert result["sample_no_graph_images_per_s"] > 0
+    assert result["speedup_graph_over_no_graph"] == pytest.approx(
+        result["sample_images_per_s"] / result["sample_no_graph_images_per_s"])
