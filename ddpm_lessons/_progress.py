@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import warnings
 
+# Without ipywidgets, tqdm.auto falls back to a text bar (what the website shows); its warning saying
+# so would clutter every output. Filtered once, here: a catch_warnings() around every bar would reset
+# Python's "already warned" registries, so a warning meant to show once would show after every
+# training run again.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 
 def bar(iterable=None, total: int | None = None, desc: str = "", disable: bool = False, initial: int = 0):
     """A ``tqdm.auto`` bar (a widget in Jupyter where ipywidgets is installed, else text)."""
-    with warnings.catch_warnings():
-        # Without ipywidgets, tqdm.auto falls back to a text bar (what the website shows); its
-        # warning saying so would clutter every output.
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        from tqdm.auto import tqdm
-        return tqdm(iterable, total=total, desc=desc, disable=disable, initial=initial, file=sys.stdout,
-                    dynamic_ncols=True)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=disable, initial=initial, file=sys.stdout,
+                dynamic_ncols=True)

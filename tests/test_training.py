@@ -291,3 +291,17 @@ def test_a_time_budget_shows_a_true_total(capsys):
     result = training.train(nn.Linear(3, 1), _loss, _batches(), steps=10**6, max_seconds=0.2, desc="part 1")
     printed = capsys.readouterr().out.split("\r")[-1]
     assert result.stopped_by_time and f"{result.steps}/{result.steps}" in printed and "time budget" in printed
+
+
+def test_a_training_run_does_not_make_a_once_warning_repeat():
+    """train() used to wrap its progress bar in warnings.catch_warnings(), which resets Python's
+    "already warned" registries: chapter 5's ScheduleWarning, filtered to show once, showed per seed."""
+    import warnings
+
+    training.train(nn.Linear(3, 1), _loss, _batches(), steps=1, lr=0.05, progress=False)   # first imports done
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("once")
+        for _ in range(3):
+            warnings.warn("shown once, please", UserWarning)
+            training.train(nn.Linear(3, 1), _loss, _batches(), steps=1, lr=0.05, progress=False)
+    assert sum("shown once" in str(w.message) for w in seen) == 1
