@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 __all__ = [
     # one module per concept
     "checkpoints", "corruption", "cuda_graphs", "data", "ddim", "diagrams", "diffusion", "elbo", "exercises", "fid",
-    "guidance", "metrics", "models", "naive", "oracle", "sampling", "schedules", "settings", "training", "utils", "viz", "vlb",
-    "zoo",
+    "guidance", "metrics", "models", "naive", "oracle", "sampling", "schedules", "settings", "training", "utils",
+    "viz", "vlb", "zoo",
     # what every chapter uses
     "Diffusion", "QUICK", "budget", "cache_dir", "data_root", "elapsed", "get_device", "run_info",
     "seed_everything",

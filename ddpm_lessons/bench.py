@@ -30,7 +30,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 import warnings
 
 import torch
@@ -40,7 +39,7 @@ from .data import fashion_mnist, fashion_mnist_tensors
 from .diffusion import Diffusion, ScheduleWarning
 from .models.unet import UNet, UNetConfig
 from .schedules import cosine_beta_schedule
-from .utils import count_parameters
+from .utils import count_parameters, synchronized_time
 
 DEFAULTS = {  # per device type: small on a CPU so that the benchmark ends in a few minutes
     "cpu": dict(batch_size=32, steps=6, warmup=2, repeats=3, sample_batch=32, sample_T=10, ddim_steps=50),
@@ -85,13 +84,9 @@ def _timed_sampling(model_config: UNetConfig, batch_size: int, device: torch.dev
     model = UNet(model_config).to(device).eval()
     shape = (batch_size, model.channels, 28, 28)
     sampler(model, shape, warmup=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
+    started = synchronized_time(device)
     sampler(model, shape, warmup=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch_size / (time.perf_counter() - started)
+    return batch_size / (synchronized_time(device) - started)
 
 
 def sample_rate(model_config: UNetConfig, diffusion: Diffusion, batch_size: int, device: torch.device,
@@ -192,12 +187,10 @@ def launch_profile(model_config: UNetConfig, device, batch_size: int = 32, steps
                          f"got {device}; on a CPU use a Python profiler such as py-spy")
 
     def milliseconds(fn, n):
-        torch.cuda.synchronize(device)
-        started = time.perf_counter()
+        started = synchronized_time(device)
         for _ in range(n):
             fn()
-        torch.cuda.synchronize(device)
-        return (time.perf_counter() - started) / n * 1e3
+        return (synchronized_time(device) - started) / n * 1e3
 
     def kernels(fn, n):
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:

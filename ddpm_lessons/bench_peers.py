@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
-import time
 
 import torch
 from torch import nn
 
 from .models.unet import UNet, UNetConfig
-from .utils import count_parameters
+from .utils import count_parameters, synchronized_time
 
 PEERS = {
     "diffusers": ("diffusers", "pip install diffusers"),
@@ -91,13 +90,6 @@ def peer_model(name: str, config: UNetConfig) -> tuple[nn.Module, str, int]:
     return model, description, count_parameters(model)
 
 
-def _clock(device: torch.device) -> float:
-    """The time, after the device's queued work has finished (GPU kernels run asynchronously)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def _train_rate(model, batch_size: int, steps: int, amp_dtype, generator: torch.Generator,
                 device: torch.device) -> float:
     """Images/s of ``steps`` AdamW steps of the DDPM loss (Algorithm 1) after two warm-up steps."""
@@ -117,10 +109,10 @@ def _train_rate(model, batch_size: int, steps: int, amp_dtype, generator: torch.
         optimizer.step()
 
     step(), step()
-    started = _clock(device)
+    started = synchronized_time(device)
     for _ in range(steps):
         step()
-    return batch_size * steps / (_clock(device) - started)
+    return batch_size * steps / (synchronized_time(device) - started)
 
 
 @torch.no_grad()
@@ -131,10 +123,10 @@ def _sample_rate(model, batch_size: int, calls: int, amp_dtype, device: torch.de
     t = torch.full((batch_size,), 500, dtype=torch.long, device=device)
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         model(x, t), model(x, t)
-        started = _clock(device)
+        started = synchronized_time(device)
         for _ in range(calls):
             model(x, t)
-        return batch_size * calls / (_clock(device) - started)
+        return batch_size * calls / (synchronized_time(device) - started)
 
 
 def compare(config: UNetConfig, peers, batch_size: int = 32, steps: int = 6, repeats: int = 5,

@@ -20,9 +20,7 @@ import warnings
 
 import torch
 
-from ._checks import BookWarning, capturing
-
-__all__ = ["GraphWarning", "GraphedDenoiser", "graphed", "capturing"]
+from ._checks import BookWarning
 
 WARMUP_CALLS = 2
 """Calls on a side stream before recording (cuDNN picks its algorithms, lazy buffers are made), as
@@ -110,9 +108,6 @@ class GraphedDenoiser:
             raise RuntimeError(f"the denoiser ({type(self.model).__name__}) failed while being recorded as a CUDA "
                                f"graph ({str(error).strip().splitlines()[0]}); PyTorch's CUDA state may be left in "
                                "capture mode: restart the kernel and sample with cuda_graph=False") from error
-        if not torch.is_tensor(static_out) or static_out.shape != x_t.shape:
-            self.fallback_reason = "the model's output is not a tensor of x_t's shape"
-            return
         self.graphs[key] = (static_x, static_t, static_out, graph)
 
 

@@ -1,6 +1,8 @@
 """Small helpers that any part of the module may use."""
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
@@ -11,6 +13,14 @@ def count_parameters(model: nn.Module) -> int:
         raise ValueError(f"count_parameters(): expected a network (an nn.Module instance), got "
                          f"{model.__name__ + ' (the class)' if isinstance(model, type) else type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def synchronized_time(device) -> float:
+    """``time.perf_counter()`` once the work queued on ``device`` has finished: GPU kernels run
+    asynchronously, so a clock read without waiting would time their launch, not their run."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def module_device_dtype(model):

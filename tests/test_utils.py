@@ -56,3 +56,9 @@ def test_show_source_displays_the_bundle_in_ipython(monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda *objs, raw=False: shown.append((objs, raw)))
     utils.show_source(dl.Diffusion.q_sample)
     assert shown == [((utils.source_listing(dl.Diffusion.q_sample),), True)]
+
+
+def test_synchronized_time_is_a_monotonic_clock_on_the_cpu():
+    a = dl.utils.synchronized_time("cpu")
+    b = dl.utils.synchronized_time(torch.device("cpu"))
+    assert isinstance(a, float) and b >= a
