@@ -210,6 +210,8 @@ def data(x, name: str, where: str, *, shape_hint: str = "(batch, ...)") -> torch
     x = tensor(x, name, where, shape_hint=shape_hint)
     if x.shape[0] == 0:
         raise ValueError(f"{where}: {name} is an empty batch (shape {tuple(x.shape)}); pass at least one example")
+    if capturing(x):   # a recorded training step: the eager steps before it checked batches from the same source
+        return x
     low, high = (float(v) for v in torch.aminmax(x.detach()))
     if not (math.isfinite(low) and math.isfinite(high)):
         finite(x, name, where)

@@ -16,8 +16,10 @@ Prints one JSON object: the median (and every run) of
 
 - ``train_fast``: :func:`ddpm_lessons.training.train` on the fast path: the dataset on the device as
   uint8 (:class:`~ddpm_lessons.training.TensorBatches`), mixed precision where it helps (bf16 on
-  GPUs and CPUs that have it; :mod:`ddpm_lessons.precision`) and channels-last on CUDA;
-- ``train_plain``: the plain loop: fp32, a torchvision dataset through a ``DataLoader``, no AMP;
+  GPUs and CPUs that have it; :mod:`ddpm_lessons.precision`), channels-last and the training step
+  replayed from a CUDA graph on CUDA (:mod:`ddpm_lessons.cuda_graphs`); on CUDA also
+  ``train_fast_no_graph``, the same without the graph;
+- ``train_plain``: the plain loop: fp32, a torchvision dataset through a ``DataLoader``, no AMP, no graph;
 - ``sample``: images/s of the ``Diffusion`` sampler (a full chain of T steps per image); on CUDA
   also ``sample_no_graph``, the same without CUDA graphs (:mod:`ddpm_lessons.cuda_graphs`);
 - ``ddim_sample``: images/s of DDIM (chapter 6) in ``ddim_steps`` steps (default 50) per image.
@@ -57,13 +59,14 @@ def _timed_train(model, loss_fn, batches, steps: int, warmup: int, **kwargs) -> 
 
 
 def train_fast(model_config: UNetConfig, images_uint8: torch.Tensor, diffusion: Diffusion, batch_size: int,
-               steps: int, warmup: int, device: torch.device, seed: int = 0) -> float:
-    """Training images/s on the fast path (uint8 data on the device, AMP and channels-last on CUDA)."""
+               steps: int, warmup: int, device: torch.device, seed: int = 0, cuda_graph: bool = True) -> float:
+    """Training images/s on the fast path (uint8 data on the device, AMP; channels-last and, with
+    ``cuda_graph``, the step replayed from a CUDA graph on CUDA)."""
     torch.manual_seed(seed)
     model = UNet(model_config).to(device)
     batches = training.TensorBatches(images_uint8, batch_size, device=device, seed=seed)
     return _timed_train(model, lambda m, x: diffusion.loss(m, x), batches, steps, warmup,
-                        amp=True, channels_last=True)
+                        amp=True, channels_last=True, cuda_graph=cuda_graph)
 
 
 def train_plain(model_config: UNetConfig, dataset, diffusion: Diffusion, batch_size: int, steps: int, warmup: int,
@@ -75,7 +78,7 @@ def train_plain(model_config: UNetConfig, dataset, diffusion: Diffusion, batch_s
                                          num_workers=num_workers)
     batches = training.forever(loader)
     return _timed_train(model, lambda m, batch: diffusion.loss(m, batch[0]), batches, steps, warmup,
-                        amp=False, channels_last=False, device=device)
+                        amp=False, channels_last=False, device=device, cuda_graph=False)
 
 
 def _timed_sampling(model_config: UNetConfig, batch_size: int, device: torch.device, seed: int, sampler) -> float:
@@ -130,14 +133,15 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
     ddim_diffusion = Diffusion(cosine_beta_schedule(max(options["sample_T"], options["ddim_steps"])))
     runs = {"train_fast": [], "train_plain": [], "sample": [], "ddim_sample": []}
     if device.type == "cuda":
-        runs["sample_no_graph"] = []
+        runs["sample_no_graph"], runs["train_fast_no_graph"] = [], []
     for repeat in range(options["repeats"]):
-        # alternate the order so that neither path always runs on a warmer machine
-        order = ("train_fast", "train_plain") if repeat % 2 == 0 else ("train_plain", "train_fast")
+        # alternate the order so that no path always runs on a warmer machine
+        order = [name for name in runs if name.startswith("train")]
+        order = order if repeat % 2 == 0 else order[::-1]
         for name in order:
-            if name == "train_fast":
+            if name.startswith("train_fast"):
                 rate = train_fast(model_config, images, train_diffusion, options["batch_size"], options["steps"],
-                                  options["warmup"], device, seed=repeat)
+                                  options["warmup"], device, seed=repeat, cuda_graph=name == "train_fast")
             else:
                 rate = train_plain(model_config, dataset, train_diffusion, options["batch_size"], options["steps"],
                                    options["warmup"], device, seed=repeat)
@@ -150,6 +154,10 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
                                                     options["ddim_steps"], seed=repeat))
 
     median = {name: statistics.median(values) for name, values in runs.items()}
+    pairs = {"fast_over_plain": ("train_fast", "train_plain"),
+             "fast_no_graph_over_plain": ("train_fast_no_graph", "train_plain"),
+             "sample_graph_over_no_graph": ("sample", "sample_no_graph")}
+    ratios = {name: _ratio_summary(runs[a], runs[b]) for name, (a, b) in pairs.items() if a in runs and b in runs}
     return {
         "device": settings.device_name(device),
         "torch": torch.__version__,
@@ -165,21 +173,31 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
         "denoiser_evaluations_per_s": median["sample"] * options["sample_T"],
         "ddim_sample_images_per_s": median["ddim_sample"],
         "ddim_steps": options["ddim_steps"],
-        **({"sample_no_graph_images_per_s": median["sample_no_graph"],
+        **({"train_fast_no_graph_images_per_s": median["train_fast_no_graph"],
+            "speedup_fast_no_graph_over_plain": median["train_fast_no_graph"] / median["train_plain"],
+            "sample_no_graph_images_per_s": median["sample_no_graph"],
             "speedup_graph_over_no_graph": median["sample"] / median["sample_no_graph"]}
            if "sample_no_graph" in median else {}),
+        "ratios_per_repeat": ratios,
         "runs": runs,
     }
 
 
+def _ratio_summary(numerators, denominators) -> dict:
+    """Median, min and max of the ratios of runs made in the same repeat (so a drift of the machine
+    between repeats does not enter a ratio)."""
+    ratios = [a / b for a, b in zip(numerators, denominators)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
 def launch_profile(model_config: UNetConfig, device, batch_size: int = 32, steps: int = 10) -> dict:
     """Where a GPU's time goes (CUDA only): per training step (bf16 autocast, AdamW) and per forward
-    call, the wall time against the summed time of the CUDA kernels and their number, and a forward
-    call replayed from a CUDA graph. Wall time far above kernel time means the step is bound by
+    call, the wall time against the summed time of the CUDA kernels and their number, and both
+    replayed from a CUDA graph. Wall time far above kernel time means the step is bound by
     launching kernels from Python, not by the GPU's arithmetic."""
     from torch.profiler import ProfilerActivity, profile
 
-    from .cuda_graphs import GraphedDenoiser
+    from .cuda_graphs import GraphedDenoiser, GraphedTrainingStep
 
     device = torch.device(device)
     if device.type != "cuda":
@@ -214,6 +232,8 @@ def launch_profile(model_config: UNetConfig, device, batch_size: int = 32, steps
         loss.backward()
         optimizer.step()
 
+    graphed_train_step = GraphedTrainingStep(model, lambda m, x: diffusion.loss(m, x), optimizer, amp_dtype=dtype)
+
     x_t, t = torch.randn_like(x0), torch.full((batch_size,), 500, device=device)
     graphed = GraphedDenoiser(model)
 
@@ -225,6 +245,9 @@ def launch_profile(model_config: UNetConfig, device, batch_size: int = 32, steps
         train_step()
     result["train_ms"] = milliseconds(train_step, steps * 3)
     result["train_kernel_ms"], result["train_kernels"] = kernels(train_step, steps)
+    for _ in range(3):
+        graphed_train_step(x0)   # the first call records
+    result["train_cuda_graph_ms"] = milliseconds(lambda: graphed_train_step(x0), steps * 3)
     model.eval()
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
         for _ in range(3):

@@ -107,8 +107,21 @@ class Diffusion:
         """Quantity ``name`` at steps ``t``, shaped (batch, 1, …, 1) to broadcast against ``x``, on x's device
         (from the float64 schedule for float64 data, so that they keep their precision)."""
         table = self.float64[name] if x.dtype == torch.float64 else getattr(self, name)
-        values = table.to(x.device)[t].to(x.dtype)
+        values = self._on_device(name, table, x.device)[t].to(x.dtype)
         return values.reshape(-1, *([1] * (x.ndim - 1)))
+
+    def _on_device(self, name: str, table: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``table`` on ``device``, copied there once and kept (until the table changes): a copy from
+        the CPU at every step would make the GPU wait for it, and cannot be recorded in a CUDA graph."""
+        if table.device == device:
+            return table
+        copies = self.__dict__.setdefault("_device_copies", {})
+        key = (name, table.dtype, device)
+        source, version, copy = copies.get(key, (None, None, None))
+        if source is not table or version != table._version:
+            copy = table.to(device)
+            copies[key] = (table, table._version, copy)
+        return copy
 
     def _checked(self, where: str, x, t, x_name: str = "x_t"):
         """x (a finite tensor) and t (steps in 0 … T-1) as the methods use them. A t that a method of
@@ -146,7 +159,7 @@ class Diffusion:
             got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
             raise ValueError(f"model(x_t, t) must return a tensor of x_t's shape {tuple(x_t.shape)} "
                              f"(the predicted noise); got {got}")
-        if not torch.isfinite(out).all():
+        if not _checks.capturing(out) and not torch.isfinite(out).all():   # in a CUDA graph the loss is checked after
             raise FloatingPointError("model(x_t, t) returned NaN or infinity (at steps "
                                      f"{sorted(set(t.tolist()))[:5]}…): the network has diverged or was given "
                                      "bad weights; check its training loss (chapter 4, the appendix)")

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from . import _checks, _progress, checkpoints, precision
+from . import _checks, _progress, checkpoints, cuda_graphs, precision
 from .resume import ResumeWarning, resume_run  # noqa: F401  (ResumeWarning: dl.training.ResumeWarning)
 from .batches import TensorBatches, batch_device, batch_length, forever, to_device  # noqa: F401  (TensorBatches, forever: dl.training.*)
 
@@ -111,6 +111,10 @@ def _checked_loss(loss, step: int) -> float:
     if not loss.requires_grad:
         raise ValueError("train(): the loss has no gradient (was it computed under torch.no_grad(), or "
                          "from the model's output detached?); training cannot use it")
+    return _loss_value(loss, step)
+
+
+def _loss_value(loss: torch.Tensor, step: int) -> float:
     value = loss.item()  # waits for the GPU: the step's time below is real
     if not math.isfinite(value):
         raise FloatingPointError(f"train(): the loss became {value} at step {step}. {_ADVICE}")
@@ -168,6 +172,7 @@ def train(
     desc: str = "training",
     callback: Callable[[int, nn.Module, "TrainResult"], None] | None = None,
     callback_every: int | None = None,
+    cuda_graph: bool = True,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps of ``loss_fn(model, batch)`` (Algorithm 1's loop).
 
@@ -180,10 +185,14 @@ def train(
     ``metadata`` (what is needed to use the model again: its config, the diffusion's betas) and the
     model's ``config`` when it has one; ``resume=True`` continues from that file (module docstring).
     ``callback(step, model, result)`` runs every ``callback_every`` steps and after the last one.
+    ``cuda_graph`` (on a GPU, without fp16's gradient scaler) replays each step from a CUDA graph after
+    the first ``cuda_graphs.EAGER_STEPS``, which run eagerly with every check (:mod:`ddpm_lessons.cuda_graphs`;
+    the result's ``extras["cuda_graph"]`` says whether it was used); elsewhere it changes nothing.
     A loss that is not finite or explodes stops training with a :class:`FloatingPointError` that
     says what to try.
     """
     _checks.one_of(optimizer, tuple(OPTIMIZERS), "optimizer", "train()")
+    _checks.flag(cuda_graph, "cuda_graph", "train()")
     _check_arguments(model, loss_fn, batches, steps, lr, weight_decay, ema_decay, grad_clip, max_seconds,
                      checkpoint_path, checkpoint_every_s, resume, callback, callback_every)
     if metadata is not None and not isinstance(metadata, dict):
@@ -197,9 +206,11 @@ def train(
     model.to(device)
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay)
     amp_dtype = precision.autocast_dtype(device, model) if amp else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    graphed = cuda_graph and device.type == "cuda" and not scaler.is_enabled()
+    # capturable from the first step: the eager steps then compute exactly what the replays will
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr, weight_decay=weight_decay, capturable=graphed)
     ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
            if ema_decay is not None else None)
     path = Path(checkpoint_path).expanduser() if checkpoint_path is not None else None
@@ -207,6 +218,8 @@ def train(
                          extras={"precision": precision.name(amp_dtype)})
     if resume:
         resume_run(path, checkpoints.load(path), steps, settings, metadata, model, opt, ema, scaler, batches, result)
+        cuda_graphs.set_capturable(opt, graphed)  # the checkpoint keeps the mode of the run that wrote it
+    graphed_step = cuda_graphs.GraphedTrainingStep(model, loss_fn, opt, grad_clip, ema, amp_dtype) if graphed else None
 
     def state() -> dict:
         return {"step": len(result.history), "history": torch.tensor(result.history, dtype=torch.float64),
@@ -234,7 +247,10 @@ def train(
         for step in range(start_step, steps):
             step_started = time.perf_counter()
             batch = to_device(next(batches), device, channels_last and device.type == "cuda")
-            value = training_step(model, loss_fn, batch, opt, scaler, grad_clip, ema, amp_dtype, step)
+            if graphed_step is not None and step - start_step >= cuda_graphs.EAGER_STEPS:
+                value = _loss_value(graphed_step(batch), step)
+            else:
+                value = training_step(model, loss_fn, batch, opt, scaler, grad_clip, ema, amp_dtype, step)
             if step == start_step and all(p.grad is None for p in model.parameters()):
                 raise ValueError("train(): the loss does not depend on the model being trained (no gradient reached "
                                  "its parameters); does loss_fn use its first argument, the model it is given?")
@@ -278,6 +294,7 @@ def train(
     if not _weights_finite(model):
         raise FloatingPointError(f"train(): the weights are not finite after step {len(result.history)}. {_ADVICE}")
     result.steps = len(result.history)
+    result.extras["cuda_graph"] = graphed_step is not None and graphed_step.graph is not None
     return result
 
 

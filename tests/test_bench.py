@@ -18,6 +18,10 @@ def test_bench_run_reports_medians_and_speedup():
     assert result["speedup_fast_over_plain"] == pytest.approx(
         result["train_fast_images_per_s"] / result["train_plain_images_per_s"])
     assert len(result["runs"]["train_fast"]) == 2
+    ratio = result["ratios_per_repeat"]["fast_over_plain"]   # per repeat: fast and plain ran side by side
+    each = [a / b for a, b in zip(result["runs"]["train_fast"], result["runs"]["train_plain"])]
+    assert (ratio["min"], ratio["max"]) == (min(each), max(each)) and ratio["min"] <= ratio["median"] <= ratio["max"]
+    assert "train_fast_no_graph" not in result["runs"]    # graphs are for CUDA only
     assert result["options"]["sample_T"] == 2 and result["dataset_images"] == 800
     assert result["denoiser_evaluations_per_s"] == pytest.approx(2 * result["sample_images_per_s"])
     assert result["amp_dtype"] in ("fp32", "bf16") and result["model"]["parameters"] > 0
@@ -90,6 +94,7 @@ def test_bench_profile_on_a_gpu_splits_wall_and_kernel_time():
     result = bench.launch_profile(UNetConfig(dim=8, dim_mults=(1, 2)), "cuda", batch_size=4, steps=2)
     assert result["train_ms"] > 0 and 0 < result["train_kernel_ms"] and result["train_kernels"] > 50
     assert result["forward_kernels"] < result["train_kernels"] and result["forward_cuda_graph_ms"] > 0
+    assert result["train_cuda_graph_ms"] > 0
     json.dumps(result)
 
 
@@ -99,3 +104,7 @@ def test_bench_on_a_gpu_reports_the_cuda_graph_speedup():
     assert result["sample_no_graph_images_per_s"] > 0
     assert result["speedup_graph_over_no_graph"] == pytest.approx(
         result["sample_images_per_s"] / result["sample_no_graph_images_per_s"])
+    assert result["train_fast_no_graph_images_per_s"] > 0
+    ratios = result["ratios_per_repeat"]
+    assert set(ratios) == {"fast_over_plain", "fast_no_graph_over_plain", "sample_graph_over_no_graph"}
+    assert ratios["fast_over_plain"]["min"] <= ratios["fast_over_plain"]["median"] <= ratios["fast_over_plain"]["max"]

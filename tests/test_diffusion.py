@@ -366,3 +366,16 @@ def test_float64_data_use_the_float64_schedule():
     a = d.float64["alphas_cumprod"][t][:, None]
     assert torch.allclose(d.predict_x0(x_t, t, eps), (x_t - (1 - a).sqrt() * eps) / a.sqrt(), rtol=1e-12, atol=0)
     assert d.predict_x0(x_t.float(), t, eps.float()).dtype == torch.float32
+
+
+def test_schedule_tables_are_copied_to_another_device_once_and_again_when_changed():
+    """A GPU must not copy ᾱ_t from the CPU at every step (it waits, and a CUDA graph cannot record it);
+    the meta device stands in for the GPU here."""
+    d = Diffusion(schedules.cosine_beta_schedule(10))
+    x = torch.empty(2, 3, device="meta")
+    first = d._on_device("alphas_cumprod", d.alphas_cumprod, x.device)
+    assert first.device.type == "meta" and d._on_device("alphas_cumprod", d.alphas_cumprod, x.device) is first
+    d.alphas_cumprod.mul_(1.0)   # changed in place: a new copy
+    assert d._on_device("alphas_cumprod", d.alphas_cumprod, x.device) is not first
+    assert d._on_device("betas", d.betas, d.betas.device) is d.betas   # on its own device: no copy
+    assert d._at("alphas_cumprod", torch.tensor([0, 9], device="meta"), x).shape == (2, 1)

@@ -305,3 +305,70 @@ def test_a_training_run_does_not_make_a_once_warning_repeat():
             warnings.warn("shown once, please", UserWarning)
             training.train(nn.Linear(3, 1), _loss, _batches(), steps=1, lr=0.05, progress=False)
     assert sum("shown once" in str(w.message) for w in seen) == 1
+
+
+def test_cuda_graph_changes_nothing_off_a_gpu_and_must_be_a_bool():
+    runs = []
+    for flag in (True, False):
+        torch.manual_seed(0)
+        runs.append(training.train(nn.Linear(3, 1), _loss, _batches(), steps=5, lr=0.05, progress=False,
+                                   cuda_graph=flag))
+    assert runs[0].history == runs[1].history and runs[0].extras["cuda_graph"] is False
+    with pytest.raises(ValueError, match="cuda_graph must be True or False"):
+        training.train(nn.Linear(3, 1), _loss, _batches(), steps=1, progress=False, cuda_graph="yes")
+
+
+def test_resume_on_a_cpu_from_a_checkpoint_of_a_graphed_gpu_run(tmp_path):
+    """A checkpoint keeps the optimizer's capturable mode (a CUDA-graphed run saves True); resuming on a
+    CPU, where Adam refuses capturable=True, must switch it back."""
+    path = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    training.train(model, _loss, _batches(), steps=3, lr=0.05, optimizer="adamw", progress=False, checkpoint_path=path)
+    state = checkpoints.load(path)
+    for group in state["optimizer"]["param_groups"]:
+        group["capturable"] = True   # what a graphed run on a GPU writes
+    checkpoints.write(path, checkpoints.serialize(state))
+    resumed = training.train(model, _loss, _batches(), steps=6, lr=0.05, optimizer="adamw", progress=False,
+                             checkpoint_path=path, resume=True)
+    assert resumed.steps == 6 and all(not g["capturable"] for g in resumed.optimizer.param_groups)
+
+
+def test_set_capturable_moves_the_step_counts_and_back():
+    from ddpm_lessons import cuda_graphs
+
+    model = nn.Linear(3, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    _loss(model, next(_batches())).backward()
+    optimizer.step()
+    cuda_graphs.set_capturable(optimizer, True)
+    steps = [s["step"] for s in optimizer.state.values()]
+    assert optimizer.param_groups[0]["capturable"] and all(s.dtype == torch.float32 and s.item() == 1 for s in steps)
+    cuda_graphs.set_capturable(optimizer, False)
+    assert not optimizer.param_groups[0]["capturable"]
+    optimizer.step()   # an eager step works again (Adam on a CPU refuses capturable=True)
+    assert all(s["step"].item() == 2 for s in optimizer.state.values())
+
+
+def test_the_recordable_ema_update_is_the_averaged_models_own():
+    """cuda_graphs.ema_update (no read-back, so a CUDA graph can record it) = AveragedModel.update_parameters."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from ddpm_lessons import cuda_graphs
+
+    torch.manual_seed(0)
+    model = dl.models.UNet(dl.models.UNetConfig(dim=8, dim_mults=(1, 2)))
+    a, b = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True) for _ in range(2))
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        a.update_parameters(model)
+        if b.n_averaged == 0:
+            b.update_parameters(model)   # the first update copies; ema_update is for the later ones
+        else:
+            cuda_graphs.ema_update(b, model)
+            b.n_averaged += 1
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert int(a.n_averaged) == int(b.n_averaged) == 3
+    assert not all(torch.equal(x, y) for x, y in zip(a.module.parameters(), model.parameters()))
