@@ -96,6 +96,19 @@ def test_distance_to_the_curve_does_not_depend_on_the_chunk_size():
     curve = dl.data.butterfly_curve(3000)
     points = _gauss(257, seed=6)
     assert mean_distance_to_curve(points, curve, chunk=10) == pytest.approx(mean_distance_to_curve(points, curve))
+    with pytest.raises(ValueError, match="chunk"):
+        mean_distance_to_curve(points, curve, chunk=0)
+
+
+def test_distance_to_the_curve_computes_a_bounded_block_of_distances_at_a_time(monkeypatch):
+    """A dense curve must not make an N × M matrix (400 points × 100,001 vertices would be 320 MB)."""
+    import ddpm_lessons.metrics as metrics
+
+    blocks = []
+    cdist = torch.cdist
+    monkeypatch.setattr(torch, "cdist", lambda a, b: blocks.append(len(a) * len(b)) or cdist(a, b))
+    metrics.mean_distance_to_curve(_gauss(400, seed=1), dl.data.butterfly_curve(100_001))
+    assert max(blocks) <= metrics.BLOCK_DISTANCES and sum(blocks) == 400 * 100_001
 
 
 def test_distance_to_the_curve_bad_input():
