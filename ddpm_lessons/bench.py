@@ -174,7 +174,6 @@ def run(device=None, batch_size=None, steps=None, warmup=None, repeats=None, sam
         "ddim_sample_images_per_s": median["ddim_sample"],
         "ddim_steps": options["ddim_steps"],
         **({"train_fast_no_graph_images_per_s": median["train_fast_no_graph"],
-            "speedup_fast_no_graph_over_plain": median["train_fast_no_graph"] / median["train_plain"],
             "sample_no_graph_images_per_s": median["sample_no_graph"],
             "speedup_graph_over_no_graph": median["sample"] / median["sample_no_graph"]}
            if "sample_no_graph" in median else {}),

@@ -222,21 +222,21 @@ class GraphedTrainingStep:
         with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None, cache_enabled=False):
             return self.loss_fn(self.model, batch)
 
-    def _update(self, batch) -> torch.Tensor:
-        """Loss, backward, clipped AdamW step, EMA: what is recorded (gradients must be None or zero before)."""
+    def _gradient(self, batch) -> torch.Tensor:
+        """Loss and its clipped gradient (gradients must be None or zero before); the dry run stops here."""
         loss = self._loss(batch)
         loss.backward()
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        return loss.detach()
+
+    def _update(self, batch) -> torch.Tensor:
+        """Loss, clipped gradient, AdamW step, EMA: the whole step, what is recorded."""
+        loss = self._gradient(batch)
         self.optimizer.step()
         if self.ema is not None:
             ema_update(self.ema, self.model)
-        return loss.detach()
-
-    def _dry_run(self, batch) -> None:
-        self._loss(batch).backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        return loss
 
     def __call__(self, batch) -> torch.Tensor:
         if self.graph is not None and _structure(batch) == self.structure:
@@ -260,7 +260,7 @@ class GraphedTrainingStep:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             with torch.random.fork_rng(devices=[device]):   # the dry run's t and ε are not the real step's
-                self.fallback_reason = _sync_free_error(lambda: self._dry_run(batch))
+                self.fallback_reason = _sync_free_error(lambda: self._gradient(batch))
             self.optimizer.zero_grad(set_to_none=True)     # the dry run's gradient is dropped
             loss = self._update(batch)                     # the real step for this batch
         torch.cuda.current_stream(device).wait_stream(side)

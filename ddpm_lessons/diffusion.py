@@ -79,6 +79,7 @@ class Diffusion:
         self.float64 = MappingProxyType(schedule_quantities(betas))
         for name, value in self.float64.items():
             setattr(self, name, value.to(torch.float32))
+        self._device_copies = {}   # (name, dtype, device) -> (table, its version, the copy): see _on_device
         last = float(self.float64["alphas_cumprod"][-1])
         if last > 0.01:
             warnings.warn(
@@ -115,12 +116,11 @@ class Diffusion:
         the CPU at every step would make the GPU wait for it, and cannot be recorded in a CUDA graph."""
         if table.device == device:
             return table
-        copies = self.__dict__.setdefault("_device_copies", {})
         key = (name, table.dtype, device)
-        source, version, copy = copies.get(key, (None, None, None))
+        source, version, copy = self._device_copies.get(key, (None, None, None))
         if source is not table or version != table._version:
             copy = table.to(device)
-            copies[key] = (table, table._version, copy)
+            self._device_copies[key] = (table, table._version, copy)
         return copy
 
     def _checked(self, where: str, x, t, x_name: str = "x_t"):
