@@ -9,7 +9,7 @@ _alloc.keep_freed_memory()  # reuse freed activation buffers (glibc): a large sp
 _checks.format_book_warnings()  # "Category: message", without this machine's file paths
 
 from . import (checkpoints, corruption, cuda_graphs, data, ddim, diagrams, diffusion, elbo, exercises, fid, guidance,
-               metrics, models, naive, oracle, sampling, schedules, settings, training, utils, viz, vlb, zoo)
+               metrics, models, naive, oracle, quality, sampling, schedules, settings, training, utils, viz, vlb, zoo)
 from .diffusion import Diffusion
 from .settings import QUICK, budget, cache_dir, data_root, elapsed, get_device, run_info, seed_everything
 
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     # one module per concept
     "checkpoints", "corruption", "cuda_graphs", "data", "ddim", "diagrams", "diffusion", "elbo", "exercises", "fid",
-    "guidance", "metrics", "models", "naive", "oracle", "sampling", "schedules", "settings", "training", "utils",
+    "guidance", "metrics", "models", "naive", "oracle", "quality", "sampling", "schedules", "settings", "training", "utils",
     "viz", "vlb", "zoo",
     # what every chapter uses
     "Diffusion", "QUICK", "budget", "cache_dir", "data_root", "elapsed", "get_device", "run_info",

@@ -186,6 +186,7 @@ def fid_classifier(cache_dir: str | Path | None = None, verbose: bool = True, ep
     model.eval()
     model.requires_grad_(False)
     model.test_accuracy = accuracy(model, test_images, test_labels)
+    model.train_images, model.test_images = len(images), len(test_images)
     if verbose:
         print(f"FID classifier {source}; test accuracy {model.test_accuracy:.1%} on {len(test_images):,} test images")
     return model
