@@ -35,10 +35,12 @@ def step_schedule(T: int, S: int, spacing: str = "uniform") -> torch.Tensor:
     A LongTensor (S,), strictly decreasing, first ``T-1`` (the noisiest step, where x_T ~ N(0, I)
     lives) and last ``0`` (the DDPM's last step, to x_0). Between them:
 
-    - ``"uniform"``: evenly spaced, τ_i = round((T-1) · (1 − i/(S−1))) for i = 0 … S-1 (the "linear"
-      stride of Song et al., but with both ends included; their code starts at T − T/S instead);
-    - ``"quadratic"``: τ_i = round((T-1) · (1 − i/(S−1))²), denser near 0 where the details form (their
-      CIFAR-10 choice); steps that round to the same index are pushed apart, so all S are distinct.
+    - ``"uniform"``: evenly spaced, τ_i = round((T-1) · (1 − i/(S−1))) for i = 0 … S-1 (Nichol & Dhariwal's
+      choice, "linspace" in Lin et al.; the DDIM paper's "linear" selection, whose code starts at
+      T − T//S instead);
+    - ``"quadratic"``: τ_i = round((T-1) · (1 − i/(S−1))²), denser near 0 where the details form (the DDIM
+      paper's "quadratic", which its code stops at 0.8 T); steps that round to the same index are
+      pushed apart, so all S are distinct.
 
     Rounding is to the nearest integer, halves up, in integer arithmetic (no float ties).
     S = T gives every step, T-1 … 0 (DDPM's loop). S = 1 is the single step 0 (the model then sees pure
@@ -137,6 +139,17 @@ def _start(diffusion, model, shape, x_T, generator, device, where: str) -> torch
 
 
 @torch.no_grad()
+def _etas(eta, jumps: int, where: str) -> list[float]:
+    """η for each of the schedule's ``jumps``: one number for all of them, or one per jump (chapter 6)."""
+    if isinstance(eta, (list, tuple)) or torch.is_tensor(eta):
+        values = eta.tolist() if torch.is_tensor(eta) else list(eta)
+        if len(values) != jumps:
+            raise ValueError(f"{where}: eta (η) must be one number, or one per step of the schedule ({jumps} here); "
+                             f"got {len(values)} values")
+        return [_checks.number(value, "each eta (η)", where, 0.0, 1.0) for value in values]
+    return [_checks.number(eta, "eta (η)", where, 0.0, 1.0)] * jumps
+
+
 def sample_progressive(diffusion, model, shape, *, steps=50, eta: float = 0.0, spacing: str = "uniform",
                        generator: torch.Generator | None = None, device=None, clip_x0: bool = False,
                        target: str = "eps", x_T: torch.Tensor | None = None, amp: bool = True,
@@ -145,22 +158,23 @@ def sample_progressive(diffusion, model, shape, *, steps=50, eta: float = 0.0, s
 
     ``steps`` is S (the schedule is :func:`step_schedule` with ``spacing``) or a schedule itself. From
     x_T (drawn, or ``x_T``), :func:`ddim_step` from each τ_i to the next, the last to −1; the labels
-    are τ_i + 1, so the run ends with (0, x_0). Runs on ``device`` (default: the model's); ``amp``:
+    are τ_i + 1, so the run ends with (0, x_0). ``eta``: one η for every step, or a list of S, one per
+    step from the noisiest down. Runs on ``device`` (default: the model's); ``amp``:
     the network in mixed precision where it helps (:mod:`ddpm_lessons.precision`), x in float32;
     ``cuda_graph``: the network replayed from a CUDA graph on a GPU (:mod:`ddpm_lessons.cuda_graphs`).
     """
     where = "ddim.sample()"
     shape = _checks.shape(shape, "shape", where)
-    _checks.number(eta, "eta (η)", where, 0.0, 1.0)
     schedule = _schedule(steps, diffusion.T, spacing, where).tolist()
+    etas = _etas(eta, len(schedule), where)
     x = _start(diffusion, model, shape, x_T, generator, device, where)
     amp_dtype = precision.autocast_dtype(x.device, model) if amp else None
     _checks.flag(cuda_graph, "cuda_graph", where)
     denoiser = cuda_graphs.graphed(model, x.device) if cuda_graph else model
     yield schedule[0] + 1, x
-    for t, t_prev in zip(schedule, schedule[1:] + [-1]):
+    for t, t_prev, eta_t in zip(schedule, schedule[1:] + [-1], etas):
         with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            x = ddim_step(diffusion, denoiser, x, t, t_prev, eta, generator, clip_x0, target=target)
+            x = ddim_step(diffusion, denoiser, x, t, t_prev, eta_t, generator, clip_x0, target=target)
         yield t_prev + 1, x
 
 
@@ -173,7 +187,7 @@ def sample(diffusion, model, shape, *, steps=50, eta: float = 0.0, spacing: str 
     The conventions of :meth:`Diffusion.sample`: returns x_0, or with ``return_trajectory=True`` a
     :class:`~ddpm_lessons.sampling.Trajectory` of every state (on the CPU, labelled with its t);
     ``progress=True`` shows a bar. ``eta`` in [0, 1] (0: deterministic DDIM, 1: DDPM's ancestral
-    sampler on the schedule); ``x_T`` starts from given noise (e.g. from :func:`invert`).
+    sampler on the schedule), or one η per step; ``x_T`` starts from given noise (e.g. from :func:`invert`).
     """
     schedule = _schedule(steps, diffusion.T, spacing, "ddim.sample()")
     states = sample_progressive(diffusion, model, shape, steps=schedule, eta=eta, generator=generator, device=device,

@@ -3,10 +3,11 @@
 Under ``torch.autocast`` the convolutions and matrix products run in a 16-bit format while the
 weights, the optimizer and the diffusion's formulas stay in float32. Chosen automatically:
 
-- CUDA: bfloat16 where the GPU has it (Ampere and newer), else float16 with a gradient scaler;
-- CPU: bfloat16 for convolutional networks where the processor computes it natively (AVX-512 BF16
-  or AMX, which oneDNN uses), else float32 — emulated bfloat16 would be slower than float32, and the
-  small MLPs gain nothing;
+- CUDA: bfloat16 where the GPU computes it (compute capability 8.0 and newer: Ampere, Hopper), else
+  float16 with a gradient scaler (a T4, say; ``torch.cuda.is_bf16_supported()`` also says yes there,
+  counting slow emulation);
+- CPU: bfloat16 for convolutional networks where oneDNN supports it (AVX-512 processors; natively
+  with AVX-512 BF16 or AMX), else float32 — the small MLPs gain nothing;
 - anything else (Apple's MPS): float32.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 or AMX)."""
+    """True when oneDNN supports bfloat16 on this CPU: AVX-512 processors (natively with AVX-512 BF16 or AMX)."""
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -30,7 +31,8 @@ def autocast_dtype(device, model=None) -> torch.dtype | None:
     """
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():
         modules = model.modules() if isinstance(model, torch.nn.Module) else ()
         convolutional = model is None or any(isinstance(m, torch.nn.Conv2d) for m in modules)

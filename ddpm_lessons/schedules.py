@@ -28,11 +28,25 @@ def linear_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.0
     """β_t rising linearly from ``beta_start`` to ``beta_end`` (Ho et al. 2020, sec. 4: 1e-4 … 0.02, T = 1000).
 
     The defaults are the paper's values for T = 1000. With far fewer steps, ᾱ_T stays far from 0
-    (x_T is then not pure noise): scale both ends by 1000 / T, as Nichol & Dhariwal do.
+    (x_T is then not pure noise): scale both ends by 1000 / T (:func:`rescaled_linear_beta_schedule`).
     """
     T = _check_T(T, "linear_beta_schedule")
     _check_range(beta_start, beta_end, "linear_beta_schedule")
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+
+
+def rescaled_linear_beta_schedule(T: int, max_beta: float = 0.999) -> torch.Tensor:
+    """Ho et al.'s linear schedule for T steps: both ends scaled by 1000 / T (chapters 4 and 5), as
+    improved-diffusion's ``get_named_beta_schedule("linear", T)`` does.
+
+    β_t runs from 1e-4 · 1000/T to 0.02 · 1000/T, so that a chain of T steps ends about as noisy as
+    the paper's chain of 1000 (ᾱ_T = 2·10⁻⁵ at T = 100, 4·10⁻⁵ at T = 1000). Below T = 21 the last
+    betas would reach 1 and erase everything in one step: they are clipped at ``max_beta``, as the
+    cosine schedule's are.
+    """
+    T = _check_T(T, "rescaled_linear_beta_schedule")
+    _checks.number(max_beta, "max_beta", "rescaled_linear_beta_schedule()", 0.0, 1.0, low_open=True, high_open=True)
+    return torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64).clamp(max=max_beta)
 
 
 def quadratic_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -55,8 +69,10 @@ def sigmoid_beta_schedule(T: int, beta_start: float = 1e-4, beta_end: float = 0.
 def cosine_beta_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """The cosine schedule of Nichol & Dhariwal (2021, eq. 17): ᾱ_t = f(t) / f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2).
 
-    β_t = 1 − ᾱ_t / ᾱ_{t−1}, clipped at ``max_beta`` so that the last steps stay finite (ᾱ_T = 0).
-    The offset ``s`` keeps β_1 from being tiny, so the first step adds visible noise.
+    β_t = 1 − ᾱ_t / ᾱ_{t−1}, clipped at ``max_beta``: without the clip the last β would be 1 (f(T) = 0)
+    and the last step would erase everything; with it ᾱ_T is tiny but not 0 (2.4·10⁻⁹ at T = 1000).
+    The offset ``s`` keeps β_1 from being tiny: Nichol & Dhariwal chose it so that sqrt(β_1) is just
+    below one grey level of an 8-bit image (1/127.5).
     """
     T = _check_T(T, "cosine_beta_schedule")
     _checks.number(max_beta, "max_beta", "cosine_beta_schedule()", 0.0, 1.0, low_open=True, high_open=True)
@@ -70,6 +86,7 @@ def cosine_beta_schedule(T: int, s: float = 0.008, max_beta: float = 0.999) -> t
 
 SCHEDULES = {
     "linear": linear_beta_schedule,
+    "rescaled_linear": rescaled_linear_beta_schedule,
     "cosine": cosine_beta_schedule,
     "quadratic": quadratic_beta_schedule,
     "sigmoid": sigmoid_beta_schedule,

@@ -2,8 +2,9 @@
 
 Images are tensors in the models' range [-1, 1] unless a function says otherwise. Figures are drawn
 for the book's text column: :data:`WIDTH` inches at 100 dpi (500 px), with text of at least 10 pt
-(14 px), so that on a phone, where the column is about 360 px wide, they are shown at 70% or more
-of their size with text of at least 10 px (:func:`use_book_style`). GIF frames are
+(14 px), so that on a phone, where the column is about 380 px wide, they are shown at 70% or more
+of their size with text of at least 10 px; in a notebook they are stored at twice those pixels
+(1000 px wide, shown at 500), sharp on a phone's and a laptop's high-density screen (:func:`use_book_style`). GIF frames are
 labelled with the state they show, in the book's one convention: x_t with the paper's subscript t
 (x_T is the noise, x_0 the sample).
 """
@@ -27,7 +28,15 @@ GIF_WIDTH = 480
 
 
 def use_book_style() -> None:
-    """Matplotlib settings of the book: figures :data:`WIDTH` inches wide at 100 dpi, text >= 10 pt."""
+    """Matplotlib settings of the book: figures :data:`WIDTH` inches wide at 100 dpi, text >= 10 pt;
+    in a notebook, PNGs stored at twice the pixels and shown at the drawn size ("retina")."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        if get_ipython() is not None:
+            set_matplotlib_formats("retina")
+    except ImportError:  # no IPython, no inline figures: nothing to store
+        pass
     plt.rcParams.update({
         "figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (WIDTH, 3.2),
         "font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "xtick.labelsize": 10,

@@ -149,6 +149,27 @@ def test_sample_errors():
         ddim.sample(d, constant_model(0.0), (2, 3), steps=5, x_T=torch.zeros(3, 3))
     with pytest.raises(ValueError, match="shape must be a non-empty tuple"):
         ddim.sample(d, constant_model(0.0), 5, steps=5)
+    with pytest.raises(ValueError, match=r"one number, or one per step of the schedule \(5 here\); got 4 values"):
+        ddim.sample(d, constant_model(0.0), (2, 3), steps=5, eta=[0.0, 1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"each eta \(η\) must be a number in \[0, 1\], got -0.5"):
+        ddim.sample(d, constant_model(0.0), (2, 3), steps=5, eta=[0.0, 1.0, 0.0, 1.0, -0.5])
+
+
+def test_one_eta_per_step_is_those_steps_taken_one_by_one():
+    """eta=[η_1, …, η_S]: the jump from the i-th step of the schedule uses η_i (chapter 6's experiment)."""
+    d = Diffusion(schedules.cosine_beta_schedule(50))
+    oracle = MIXTURE.eps_model(d)
+    steps, etas = ddim.step_schedule(50, 6), [1.0, 0.0, 0.5, 0.0, 1.0, 0.25]
+    x_T = torch.randn(40, 2, generator=torch.Generator().manual_seed(3))
+    mixed = ddim.sample(d, oracle, x_T.shape, x_T=x_T, steps=steps, eta=torch.tensor(etas),
+                        generator=torch.Generator().manual_seed(4))
+    x, generator = x_T, torch.Generator().manual_seed(4)
+    for t, t_prev, eta in zip(steps.tolist(), steps.tolist()[1:] + [-1], etas):
+        x = ddim.ddim_step(d, oracle, x, t, t_prev, eta, generator)
+    assert torch.equal(mixed, x)
+    same = ddim.sample(d, oracle, x_T.shape, x_T=x_T, steps=steps, eta=[0.5] * 6, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(same, ddim.sample(d, oracle, x_T.shape, x_T=x_T, steps=steps, eta=0.5,
+                                         generator=torch.Generator().manual_seed(4)))
 
 
 # ---------------------------------------------------------------- η = 1 over every step is Algorithm 2 with β̃

@@ -35,6 +35,16 @@ def test_linear_schedule_has_the_papers_endpoints():
     assert alphas_cumprod(betas)[-1].item() == pytest.approx(4.04e-5, rel=0.02)
 
 
+def test_rescaled_linear_schedule_is_the_papers_stretched_to_T_steps():
+    from ddpm_lessons.schedules import rescaled_linear_beta_schedule
+    assert torch.equal(rescaled_linear_beta_schedule(1000), linear_beta_schedule(1000))
+    betas = rescaled_linear_beta_schedule(100)
+    assert betas[0].item() == pytest.approx(1e-3) and betas[-1].item() == pytest.approx(0.2)
+    assert alphas_cumprod(betas)[-1].item() == pytest.approx(2.04e-5, rel=0.01)   # as noisy as the paper's end
+    short = rescaled_linear_beta_schedule(10)                      # 0.02 · 100 = 2 > 1: clipped
+    assert short.max().item() == pytest.approx(0.999) and (short > 0).all()
+
+
 def test_quadratic_and_sigmoid_endpoints():
     for schedule in (quadratic_beta_schedule, sigmoid_beta_schedule):
         betas = schedule(500, 1e-4, 0.02)
@@ -75,5 +85,5 @@ def test_bad_input(call, match):
 
 
 def test_module_lists_every_schedule():
-    assert set(SCHEDULES) == {"linear", "cosine", "quadratic", "sigmoid"}
+    assert set(SCHEDULES) == {"linear", "rescaled_linear", "cosine", "quadratic", "sigmoid"}
     assert schedules.SCHEDULES["cosine"] is cosine_beta_schedule

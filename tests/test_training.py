@@ -134,6 +134,15 @@ def test_train_rejects_a_non_iterator():
         training.train(nn.Linear(3, 1), _loss, [torch.zeros(2, 4)], steps=1, progress=False)
 
 
+def test_a_gpu_before_ampere_gets_float16_though_torch_says_it_emulates_bf16(monkeypatch):
+    """torch.cuda.is_bf16_supported() answers True on a T4 (emulation); its convolutions have no bf16 kernels."""
+    from ddpm_lessons import precision
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    for capability, expected in (((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert precision.autocast_dtype("cuda") is expected, capability
+
+
 def test_mixed_precision_is_chosen_by_device_and_network():
     from ddpm_lessons import precision
 

@@ -58,19 +58,26 @@
 
 /* A figure drawn wider than the column (an output stored before the book's 5-inch figure width, or
  * a wide grid on a phone) would be shrunk until its text is illegible. Instead it keeps 72% of its
- * pixels, the smallest scale at which 10 pt labels stay readable, and its output box scrolls
+ * drawn size, the smallest scale at which 10 pt labels stay readable, and its output box scrolls
  * sideways, as wide tables and formulas do (book.css). Figures that fit at that scale are left to
- * the column. tests/book/test_site.py checks every figure at 1280 px and 390 px. */
+ * the column. The drawn size is the width the notebook stored with the image (a figure is stored
+ * at twice its pixels for high-density screens, and a GIF may ask to be shown larger), else its
+ * pixels. tests/book/test_site.py checks every figure at 1280 px and 390 px. */
 (() => {
   const MIN_SCALE = 0.72;
   const fit = (img) => {
     const box = img.closest(".cell_output") || img.parentElement;
+    if (!img.dataset.drawnWidth) {
+      img.dataset.drawnWidth = parseFloat(img.style.width) || parseFloat(img.getAttribute("width")) || img.naturalWidth || "";
+    }
+    const drawn = Number(img.dataset.drawnWidth);
     img.style.maxWidth = "";
-    img.style.width = "";
-    if (!img.naturalWidth || !box) return;
-    if (img.naturalWidth * MIN_SCALE > box.clientWidth) {
+    img.style.width = drawn ? `${drawn}px` : "";
+    img.style.height = "auto";
+    if (!drawn || !box) return;
+    if (drawn * MIN_SCALE > box.clientWidth) {
       img.style.maxWidth = "none";
-      img.style.width = `${Math.ceil(img.naturalWidth * MIN_SCALE)}px`;
+      img.style.width = `${Math.ceil(drawn * MIN_SCALE)}px`;
       box.style.overflowX = "auto";
     }
   };

@@ -20,7 +20,8 @@ def _sinusoidal_variants(t: torch.Tensor, dim: int) -> dict:
     return {
         "your halves are swapped: the first half should be the sines, the second the cosines":
             torch.cat([cos, sin], dim=1),
-        "you interleave sin and cos (sin, cos, sin, cos, …); the book puts all sines first, then all cosines":
+        "you interleave sin and cos (sin, cos, sin, cos, …), the Transformer paper's layout, equivalent up to a "
+        "reordering of the features; this exercise asks for the book's: all sines first, then all cosines":
             torch.stack([sin, cos], dim=2).reshape(len(t), dim),
         "your frequencies use the exponent -i/dim; with half = dim/2 frequencies it is ω_i = 10000^(-i/half)":
             torch.cat([torch.sin(per_dim), torch.cos(per_dim)], dim=1),
@@ -28,8 +29,9 @@ def _sinusoidal_variants(t: torch.Tensor, dim: int) -> dict:
 
 
 def annotated_diffusion_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """The sinusoidal embedding as The Annotated Diffusion Model writes it: ω_i = 10000^(-i/(h-1)), so the
-    lowest frequency is exactly 1/10000 (the book's ω_i = 10000^(-i/h) stops just above it). Both work."""
+    """The sinusoidal embedding as Ho et al.'s code and The Annotated Diffusion Model write it:
+    ω_i = 10000^(-i/(h-1)), so the lowest frequency is exactly 1/10000. The book's ω_i = 10000^(-i/h)
+    agrees at i = 0 and ends at 10000^(-(h-1)/h), 10000^(1/h) times higher. Both work."""
     half = dim // 2
     omega = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
     angles = t.double()[:, None] * omega[None, :]
@@ -73,9 +75,9 @@ def check_sinusoidal_embedding(embedding_fn) -> bool:
             raise ExerciseMistake("your frequencies follow The Annotated Diffusion Model's 10000^(-i/(h-1)) for some "
                                   "sizes but not for others; pick one convention")
         if convention:
-            print("note: your frequencies are ω_i = 10000^(-i/(h-1)), The Annotated Diffusion Model's convention; the "
-                  "book uses 10000^(-i/h). Both spread t over the same range of periods (2π … 2π·10000); only the "
-                  "lowest frequency differs slightly.")
+            print("note: your frequencies are ω_i = 10000^(-i/(h-1)), the convention of Ho et al.'s code and of The "
+                  "Annotated Diffusion Model; the book uses 10000^(-i/h). The two agree at i = 0 and differ at every "
+                  "other i, the slowest frequency by a factor 10000^(1/h) (×3.2 at dim 16). Both work.")
 
     return run_checker("check_sinusoidal_embedding", body)
 

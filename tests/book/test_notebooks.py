@@ -44,6 +44,27 @@ def test_notebook_outputs_come_from_a_full_run(path):
         f"{path.name}: the stored outputs must come from a full run (run_info says: {printed!r})"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_are_stored_at_twice_the_pixels_they_are_shown_at(path):
+    """Every figure (PNG) is stored at twice the width it is drawn for, which its metadata gives
+    (dl.viz.use_book_style: "retina"): sharp on a phone's and a laptop's high-density screen."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    for index, cell in enumerate(code_cells(path)):
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png is None:
+                continue
+            drawn = output.get("metadata", {}).get("image/png", {}).get("width")
+            pixels = Image.open(io.BytesIO(base64.b64decode("".join(png)))).width
+            assert drawn and abs(pixels - 2 * drawn) <= 2, (
+                f"{path.name}, code cell {index}: a figure of {pixels} px shown at {drawn or pixels} px; store figures "
+                "at twice their width (dl.viz.use_book_style() in the notebook's first cell, then re-run it)")
+
+
 def _module_namespace() -> dict:
     """Every ddpm_lessons submodule and public name, to evaluate the notebooks' getsource arguments."""
     import importlib

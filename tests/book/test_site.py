@@ -230,7 +230,8 @@ _LAYOUT_JS = """async () => {
   const figures = Array.from(main.querySelectorAll('img'))
     .filter(img => img.naturalWidth >= 50 && img.getBoundingClientRect().width > 0 && visible(img))
     .map(img => ({src: (img.getAttribute('src') || '').replace(/^data:image\\/(\\w+);base64,.*/, 'an inline $1').slice(-50),
-                  natural: img.naturalWidth, shown: Math.round(img.getBoundingClientRect().width * 10) / 10}));
+                  natural: Number(img.dataset.drawnWidth) || parseFloat(img.getAttribute('width')) || img.naturalWidth,
+                  shown: Math.round(img.getBoundingClientRect().width * 10) / 10}));
   // elements wider than the viewport, unless inside a box that scrolls sideways (code, tables, math);
   // MathJax's copy of each formula for screen readers is clipped to nothing, so it does not count
   const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
