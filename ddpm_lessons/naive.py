@@ -158,3 +158,61 @@ class MixtureDenoiser:
             - 0.5 * mu.shape[1] * torch.log(2 * math.pi * variance)            # log π_k p(x̃ | a, k)
         weights = torch.softmax(log_p.flatten(1), dim=1).view_as(log_p)        # P(a, k | x̃)
         return weights, mu + ((1 - a) * s2 / variance)[..., None] * centred    # E[x | x̃, a, k]
+
+
+class DatasetDenoiser:
+    """The best possible denoiser of chapter 1's loss for a finite set of images, not told the amount:
+    what a perfectly trained network of chapter 1 would predict (chapter 1's check on images).
+
+    For x̃ = (1 − a)·x + a·u with u ~ U(−1, 1)^D, a ~ U(0, 1) and x one of the N images x_i (flattened,
+    in [−1, 1]), image i gives x̃ the density (2a)^−D inside the box |x̃ − (1 − a) x_i| ≤ a, that is at
+    every amount a ≥ a_min(i), the largest over the pixels of (x̃ − x_i)/(1 − x_i) and (x_i − x̃)/(1 + x_i).
+    So P(i | x̃) ∝ ∫_{a_min(i)}^1 a^−D da, ``denoiser(x̃)`` is E[x | x̃] = Σ_i P(i | x̃) x_i, and
+    :meth:`amount` is the E[a | x̃] it reads off x̃, each in closed form. x̃ has shape (B, D); float64.
+    """
+
+    def __init__(self, images: torch.Tensor):
+        where = "DatasetDenoiser()"
+        images = _checks.tensor(images, "images", where, min_dim=2, shape_hint="(N, D) or (N, C, H, W), in [-1, 1]")
+        self.images = images.detach().to("cpu", torch.float64).flatten(1)
+        if self.images.shape[1] < 3:
+            raise ValueError(f"{where}: images must have at least D = 3 values each (the closed form of E[a | x̃] "
+                             f"divides by D − 2), got D = {self.images.shape[1]}")
+        if self.images.abs().max() > 1:
+            raise ValueError(f"{where}: images must lie in [-1, 1] (chapter 1's range), got values up to "
+                             f"{self.images.abs().max():.3g}; scale them with dl.data.to_model_range")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self._posterior(row) @ self.images for row in self._rows(x)])
+
+    def amount(self, x: torch.Tensor) -> torch.Tensor:
+        """E[a | x̃] (B,): Σ_i P(i | x̃) E[a | x̃, i], with E[a | x̃, i] = ∫ a·a^−D da / ∫ a^−D da over [a_min(i), 1]."""
+        D = self.images.shape[1]
+        amounts = []
+        for row in self._rows(x):
+            a_min = self._a_min(row).clamp(torch.finfo(torch.float64).tiny, 1.0)
+            log_a = a_min.log()
+            given_image = (D - 1) / (D - 2) * a_min * torch.expm1((D - 2) * log_a) / torch.expm1((D - 1) * log_a)
+            amounts.append(self._posterior(row) @ torch.where(a_min < 1, given_image, torch.ones_like(a_min)))
+        return torch.stack(amounts)
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        where, D = "DatasetDenoiser", self.images.shape[1]
+        x = _checks.tensor(x, "x", where, min_dim=2, shape_hint=f"(batch, {D})")
+        if x.dim() != 2 or x.shape[1] != D:
+            raise ValueError(f"{where}: x must have shape (batch, {D}), one flattened noisy image per row; "
+                             f"got {tuple(x.shape)} (flatten images with x.flatten(1))")
+        return x.detach().to("cpu", torch.float64)
+
+    def _a_min(self, row: torch.Tensor) -> torch.Tensor:
+        """The smallest amount at which each image fits the noisy ``row`` (N,); above 1: it cannot."""
+        X = self.images
+        up = torch.where(X < 1, (row - X) / (1 - X).clamp_min(1e-12), torch.full_like(X, -1.0))
+        down = torch.where(X > -1, (X - row) / (1 + X).clamp_min(1e-12), torch.full_like(X, -1.0))
+        return torch.maximum(up, down).amax(1)
+
+    def _posterior(self, row: torch.Tensor) -> torch.Tensor:
+        """P(i | x̃) (N,) ∝ ∫_{a_min(i)}^1 a^−D da = (a_min^(1−D) − 1)/(D − 1), in logs."""
+        D, a_min = self.images.shape[1], self._a_min(row).clamp_min(torch.finfo(torch.float64).tiny)
+        log_weight = (1 - D) * a_min.log() + torch.log1p(-a_min.clamp_max(1.0) ** (D - 1))
+        return torch.softmax(torch.where(a_min < 1, log_weight, torch.full_like(a_min, -math.inf)), 0)

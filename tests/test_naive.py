@@ -178,3 +178,46 @@ def test_mixture_denoiser_amount_is_the_posterior_mean_of_the_amount():
     for feature in (torch.ones(n, dtype=torch.float64), noisy[:, 0], noisy.pow(2).sum(1)):
         products = residual * feature
         assert products.mean().abs() < 5 * products.std() / n ** 0.5
+
+
+def _dataset_by_quadrature(images, noisy, grid=200_000):
+    """P(i | x̃) and E[a | x̃] by summing the density (2a)^-D of each image's box over a fine grid of a."""
+    a = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
+    fits = ((noisy - (1 - a[:, None, None]) * images).abs() <= a[:, None, None]).all(-1)   # (A, N)
+    density = fits * (2 * a[:, None]) ** -images.shape[1]
+    weights = density.sum(0) / density.sum()
+    return weights, (density.sum(1) * a).sum() / density.sum()
+
+
+def test_dataset_denoiser_is_the_posterior_mean_by_quadrature():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, generator=g, dtype=torch.float64) * 2 - 1
+    denoiser = naive.DatasetDenoiser(images)
+    for i, a in ((0, 0.3), (2, 0.7), (3, 0.95)):
+        noisy = (1 - a) * images[i] + a * (torch.rand(3, generator=g, dtype=torch.float64) * 2 - 1)
+        weights, amount = _dataset_by_quadrature(images, noisy)
+        assert torch.allclose(denoiser(noisy[None])[0], weights @ images, atol=1e-4)
+        assert abs(denoiser.amount(noisy[None])[0] - amount) < 1e-4
+
+
+def test_dataset_denoiser_ends():
+    images = torch.tensor([[0.5, -0.2, 0.1, 0.9], [-0.7, 0.3, 0.0, -1.0]], dtype=torch.float64)
+    denoiser = naive.DatasetDenoiser(images)
+    assert torch.allclose(denoiser(images), images)                  # no noise: the image itself ...
+    assert (denoiser.amount(images) < 1e-6).all()                    # ... read as amount 0
+    # pure noise in many pixels: the amount is read as nearly 1, and the prediction averages the images
+    g = torch.Generator().manual_seed(1)
+    many = torch.rand(50, 784, generator=g, dtype=torch.float64) * 2 - 1
+    pure = torch.rand(8, 784, generator=g, dtype=torch.float64) * 2 - 1
+    big = naive.DatasetDenoiser(many)
+    assert (big.amount(pure) > 0.99).all()
+    assert (big(pure) - many.mean(0)).pow(2).mean().sqrt() < many.std(0).mean()
+
+
+def test_dataset_denoiser_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"\[-1, 1\].*to_model_range"):
+        naive.DatasetDenoiser(torch.full((2, 4), 255.0))
+    with pytest.raises(ValueError, match="at least D = 3"):
+        naive.DatasetDenoiser(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"shape \(batch, 4\).*flatten"):
+        naive.DatasetDenoiser(torch.zeros(2, 4))(torch.zeros(3, 1, 2, 2))
