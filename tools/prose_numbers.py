@@ -22,6 +22,7 @@ prints each number that has no source, with its cell and context, and exits 1 if
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -274,7 +275,12 @@ def book_pages() -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    paths = [Path(a) for a in argv] or book_pages()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="*", type=Path, help="notebooks or Markdown pages (default: every page of the book)")
+    paths = parser.parse_args(argv).pages or book_pages()
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        parser.error(f"no such page: {', '.join(missing)}")
     problems = [problem for path in paths for problem in unsourced(path)]
     for problem in problems:
         print(problem)

@@ -98,3 +98,20 @@ def built_site(tmp_path_factory):
     if result.returncode != 0:
         pytest.fail(f"jupyter-book build -W failed:\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}")
     return out / "_build" / "html"
+
+
+# Pages whose stored outputs predate a check, each with the reason and what clears it. The mark is a
+# strict xfail: the test still runs, and once the page's full re-run makes it pass, the xfail fails
+# until its entry is removed here. Keep this empty except while a re-run is outstanding.
+AWAITING_RERUN = {
+    "05_unet_fashion_mnist.ipynb": (
+        "chapter 5's stored outputs are the H100 run of its first edition (figures at 1x, the old "
+        "evaluation); its new code (KID with standard errors, 5,000-step arms) waits for a full run, which "
+        "takes about 3.5 h on a 2-core CPU (issue 21)"),
+}
+
+
+def awaiting_rerun(paths: list[Path]) -> list:
+    """``paths`` as pytest parameters, those listed in AWAITING_RERUN marked as a strict xfail."""
+    return [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=AWAITING_RERUN[p.name]))
+            if p.name in AWAITING_RERUN else p for p in paths]
