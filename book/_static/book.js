@@ -75,9 +75,10 @@
     img.style.width = drawn ? `${drawn}px` : "";
     img.style.height = "auto";
     if (!drawn || !box) return;
-    if (drawn * MIN_SCALE > box.clientWidth) {
+    const least = Math.floor(drawn * MIN_SCALE);
+    if (least > box.clientWidth) {
       img.style.maxWidth = "none";
-      img.style.width = `${Math.ceil(drawn * MIN_SCALE)}px`;
+      img.style.width = `${least}px`;
       box.style.overflowX = "auto";
     }
   };
