@@ -63,7 +63,8 @@ def corrupt(x: torch.Tensor, amount, noise: str | torch.Tensor = "uniform",
 def gaussian_noise(x: torch.Tensor, std: float = 0.2, generator: torch.Generator | None = None) -> torch.Tensor:
     """Additive Gaussian noise ``x + std * ε``, ε ~ N(0, I): sensor read-out and thermal noise.
 
-    Not clipped: this is exactly the noise of the diffusion forward process (chapter 2).
+    Not clipped: the same Gaussian noise as the diffusion forward process adds (chapter 2), which
+    also scales the image down by sqrt(ᾱ_t).
     """
     generator = _checks.generator(generator, "gaussian_noise()")  # an int is a seed
     x = _check_images(x, "gaussian_noise()")

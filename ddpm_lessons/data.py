@@ -220,7 +220,7 @@ def _butterfly_xy(theta: torch.Tensor) -> torch.Tensor:
 
 
 def butterfly_curve(num: int = 4000) -> torch.Tensor:
-    """``num`` points evenly spaced in θ along the whole curve (θ in [0, 12π]), shape (num, 2)."""
+    """``num`` points evenly spaced in θ along the curve for θ in [0, 12π], shape (num, 2)."""
     _checks.positive_int(num, "num", "butterfly_curve()", minimum=2)
     return _butterfly_xy(torch.linspace(0.0, 12.0 * math.pi, num, dtype=torch.float64)).float()
 

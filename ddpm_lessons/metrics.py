@@ -24,7 +24,8 @@ def pixel_std(images: torch.Tensor) -> float:
     averaged over the pixels.
 
     Identical images give 0. Compare a model's samples with real images of the same size: samples
-    with much less spread than the data are all alike (the naive denoiser's shortcoming).
+    with much less spread than the data vary less than real images do (the naive denoiser's samples,
+    chapter 1).
     """
     flat = _image_batch(images, "pixel_std")
     if len(flat) < 2:
