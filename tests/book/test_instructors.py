@@ -137,7 +137,7 @@ def test_checkers_in_the_table_exist_and_every_checker_is_listed():
 
 
 def test_colab_links_open_each_notebook_of_the_book():
-    links = set(re.findall(r"<(https://colab\.research\.google\.com/[^>]+)>", PAGE.read_text()))
+    links = set(re.findall(r"[<(](https://colab\.research\.google\.com/[^>)]+)[>)]", PAGE.read_text()))
     expected = {colab_link(f"{name}.ipynb") for name in toc_files() if name.split("/")[-1][:2].isdigit()
                 or name.split("/")[-1].startswith("appendix")}
     assert links == expected, f"Colab links: missing {sorted(expected - links)}, stale {sorted(links - expected)}"
