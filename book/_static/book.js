@@ -89,3 +89,19 @@
   else fitAll();
   window.addEventListener("resize", fitAll);
 })();
+
+/* Result cells do not wrap, so that a number never breaks inside (book.css). A cell that holds a
+ * sentence rather than a number (the appendix's "symptom" column) is marked `book-prose-cell` and
+ * wraps like text; otherwise its row would run far past the column. */
+(() => {
+  const markProseCells = () => {
+    document.querySelectorAll(".cell_output td").forEach((cell) => {
+      if (cell.textContent.trim().length > 40) cell.classList.add("book-prose-cell");
+    });
+  };
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", markProseCells);
+  } else {
+    markProseCells();
+  }
+})();
