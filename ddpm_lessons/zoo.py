@@ -108,8 +108,8 @@ class Recipe:
 
 def fashion_mnist_recipe() -> Recipe:
     """Chapter 5's recipe with its budgets: T = 100, and 5,000 steps or 30 minutes of training, whichever
-    comes first (a 2-core CPU takes 10-15 minutes for the steps, a GPU about one; the time caps a slow
-    machine; quick mode: T = 10, 6 steps)."""
+    comes first (one thread of a 2-core CPU took 16-18 minutes for the steps, an H100 under one; the
+    time caps a slow machine; quick mode: T = 10, 6 steps)."""
     return Recipe(T=settings.budget(full=100, quick=10), train_seconds=settings.budget(full=30 * 60, quick=2),
                   max_steps=settings.budget(full=5_000, quick=6))
 
